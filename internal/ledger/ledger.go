@@ -19,12 +19,12 @@ const (
 // Limits on amounts: far beyond any real purchase, small enough that no
 // product of two of them overflows the arithmetic used for rounding.
 const (
-	MaxPoints         int64 = 1_000_000_000
-	MaxPurchaseAmount int64 = 1_000_000_000_000
-	MaxEarnRateBP     int64 = 10_000
-	MaxValidityDays         = 36_500
-	MaxHoldSeconds          = 7 * 24 * 3600
-	DefaultHoldSeconds      = 15 * 60
+	MaxPoints          int64 = 1_000_000_000
+	MaxPurchaseAmount  int64 = 1_000_000_000_000
+	MaxEarnRateBP      int64 = 10_000
+	MaxValidityDays          = 36_500
+	MaxHoldSeconds           = 7 * 24 * 3600
+	DefaultHoldSeconds       = 15 * 60
 	// DefaultAdjustmentValidityDays is the life of points an operator grants
 	// by adjustment.
 	DefaultAdjustmentValidityDays = 365

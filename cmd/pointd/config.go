@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pointd/pointd/internal/auth"
+	"github.com/pointd/pointd/internal/ledger"
+	"github.com/pointd/pointd/internal/postgres"
+	"github.com/pointd/pointd/internal/sqlite"
+)
+
+// newFlags makes a flag set whose defaults come from POINTD_* variables, so
+// every flag is also configurable from the environment.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("pointd "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func envName(flagName string) string {
+	return "POINTD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parse applies the environment, then the command line; a bad value in
+// either stops the program with a message that names it.
+func parse(fs *flag.FlagSet, args []string) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := os.LookupEnv(envName(f.Name)); ok && err == nil {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("environment %s=%q: %v", envName(f.Name), v, e)
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
+// dbFlags are the flags that choose the database.
+type dbFlags struct {
+	data  string
+	db    string
+	conns int
+}
+
+func (d *dbFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&d.data, "data", "pointd-data", "folder of the embedded SQLite database (used unless --db is set)")
+	fs.StringVar(&d.db, "db", "", "PostgreSQL URL, e.g. postgres://user@host:5432/db; empty: SQLite in --data")
+	fs.IntVar(&d.conns, "db-conns", 8, "PostgreSQL connections (fixed, whatever the load)")
+}
+
+func (d *dbFlags) validate() error {
+	if d.db != "" && !strings.HasPrefix(d.db, "postgres://") && !strings.HasPrefix(d.db, "postgresql://") {
+		return fmt.Errorf("--db must be a postgres:// URL, got %q", d.db)
+	}
+	if d.conns < 2 || d.conns > 64 {
+		return fmt.Errorf("--db-conns must be from 2 to 64, got %d", d.conns)
+	}
+	return nil
+}
+
+func (d *dbFlags) describe() string {
+	if d.db != "" {
+		return "PostgreSQL " + redactURL(d.db)
+	}
+	abs, _ := filepath.Abs(filepath.Join(d.data, "pointd.db"))
+	return "SQLite " + abs
+}
+
+// database is what the commands need of a store.
+type database interface {
+	ledger.Store
+	auth.KeyStore
+	Migrate(ctx context.Context) ([]string, error)
+	PendingMigrations(ctx context.Context) ([]string, error)
+}
+
+// poolStats reads the connection figures of either store.
+func poolStats(db database) (inUse, max int) {
+	switch d := db.(type) {
+	case *sqlite.DB:
+		w, r, m := d.Stats()
+		return w + r, m
+	case *postgres.DB:
+		u, _, m := d.Stats()
+		return u, m
+	}
+	return 0, 0
+}
+
+// open opens the chosen database; migrate says whether to apply pending
+// migrations first.
+func (d *dbFlags) open(ctx context.Context, migrate bool) (database, error) {
+	if err := d.validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if d.db != "" {
+		if migrate {
+			return postgres.Open(ctx, d.db, d.conns)
+		}
+		return postgres.OpenNoMigrate(ctx, d.db, d.conns)
+	}
+	if migrate {
+		return sqlite.Open(ctx, d.data)
+	}
+	return sqlite.OpenNoMigrate(ctx, d.data)
+}
+
+// redactURL hides a password in a database URL before it is printed.
+func redactURL(u string) string {
+	at := strings.LastIndex(u, "@")
+	scheme := strings.Index(u, "://")
+	if at < 0 || scheme < 0 {
+		return u
+	}
+	userinfo := u[scheme+3 : at]
+	if name, _, ok := strings.Cut(userinfo, ":"); ok {
+		return u[:scheme+3] + name + ":***" + u[at:]
+	}
+	return u
+}

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/pointd/pointd/internal/api"
+	"github.com/pointd/pointd/internal/auth"
+	"github.com/pointd/pointd/internal/ledger"
+)
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	var d dbFlags
+	d.register(fs)
+	addr := fs.String("addr", "127.0.0.1:7070", "address to listen on")
+	mode := fs.String("mode", "live", "server mode: live or test; keys of the other mode are refused")
+	queue := fs.Int("write-queue", 4096, "ledger operations that may wait for the writer; more are refused with 503")
+	batch := fs.Int("batch-max", 256, "ledger operations per database transaction at most")
+	linger := fs.Duration("batch-linger", 0, "how long the writer waits for a batch to fill (0: takes what is queued)")
+	reqTimeout := fs.Duration("request-timeout", 10*time.Second, "deadline of every request")
+	expiryEvery := fs.Duration("expiry-interval", time.Minute, "how often due lots and holds are expired")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logRequests := fs.Bool("log-requests", false, "log every request (by default only failures)")
+	dropEvery := fs.Int("test-drop-every", 0, "TESTING ONLY: silently lose every Nth ledger write, to prove the audit catches it")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	m := auth.Mode(*mode)
+	if m != auth.ModeLive && m != auth.ModeTest {
+		return fmt.Errorf("--mode must be live or test, got %q", *mode)
+	}
+	if *queue < 1 || *batch < 1 || *batch > 10_000 {
+		return fmt.Errorf("--write-queue must be positive and --batch-max from 1 to 10000")
+	}
+	if *reqTimeout < 100*time.Millisecond || *expiryEvery < time.Second {
+		return fmt.Errorf("--request-timeout must be at least 100ms and --expiry-interval at least 1s")
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %v", err)
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	db, err := d.open(ctx, true)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", d.describe(), err)
+	}
+	defer db.Close()
+
+	if *dropEvery > 0 {
+		log.Warn("TESTING ONLY: this server loses every Nth ledger write", "n", *dropEvery)
+	}
+	w := ledger.NewWriter(db, ledger.WriterConfig{QueueSize: *queue, MaxBatch: *batch, Linger: *linger,
+		Logger: log, DropEvery: *dropEvery})
+	ready := func(ctx context.Context) error {
+		_, err := db.Balance(ctx, "readiness-probe")
+		if ledger.ErrorCode(err) == ledger.CodeMemberNotFound {
+			return nil
+		}
+		return err
+	}
+	stats := func() api.DBStats {
+		u, mx := poolStats(db)
+		return api.DBStats{InUse: u, Max: mx}
+	}
+	srv := api.New(api.Config{Mode: m, RequestTimeout: *reqTimeout, LogRequests: *logRequests, DBStats: stats}, db, db, w, log, ready)
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       *reqTimeout + 5*time.Second,
+		WriteTimeout:      *reqTimeout + 5*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		w.Close()
+		return fmt.Errorf("listen on %s: %w", *addr, err)
+	}
+	dbArg := "--data " + d.data
+	if d.db != "" {
+		dbArg = "--db '" + redactURL(d.db) + "'"
+	}
+	fmt.Fprintf(stdout, "pointd %s mode, listening on http://%s\n", m, ln.Addr())
+	fmt.Fprintf(stdout, "database: %s\n", d.describe())
+	fmt.Fprintf(stdout, "create an admin key:  pointd keys create --role admin --mode %s %s\n", m, dbArg)
+
+	jobs, stopJobs := context.WithCancel(context.Background())
+	expiryDone := make(chan struct{})
+	go func() {
+		defer close(expiryDone)
+		ledger.RunExpiry(jobs, db, w, *expiryEvery, time.Now, func(st ledger.ExpiryStats, err error) {
+			if err != nil {
+				log.Warn("expiry pass", "err", err, "lots", st.LotMembers, "holds", st.Holds)
+			} else if st.LotMembers+st.Holds > 0 {
+				log.Info("expiry pass", "lots", st.LotMembers, "holds", st.Holds)
+			}
+		})
+	}()
+
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+	}
+	// Drain: stop accepting, let handlers finish (their batches commit and
+	// are answered), then stop the writer after the last queued batch.
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stopJobs()
+	shutErr := hs.Shutdown(sctx)
+	<-expiryDone
+	w.Close()
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	if shutErr != nil {
+		return fmt.Errorf("shutdown: %w", shutErr)
+	}
+	log.Info("stopped")
+	return nil
+}

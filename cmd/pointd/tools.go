@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/pointd/pointd/internal/auth"
+	"github.com/pointd/pointd/internal/ledger"
+)
+
+func cmdKeysCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("keys create", stderr)
+	var d dbFlags
+	d.register(fs)
+	role := fs.String("role", "admin", "admin or pos")
+	mode := fs.String("mode", "live", "live or test: must match the server's --mode")
+	merchant := fs.String("merchant", "", "merchant id (pos keys)")
+	store := fs.String("store", "", "store id (optional, confines a pos key to one store)")
+	name := fs.String("name", "", "a label for the key")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	m := auth.Mode(*mode)
+	if m != auth.ModeLive && m != auth.ModeTest {
+		return fmt.Errorf("--mode must be live or test, got %q", *mode)
+	}
+	r := auth.Role(*role)
+	switch {
+	case r == auth.RoleAdmin && (*merchant != "" || *store != ""):
+		return fmt.Errorf("an admin key belongs to no merchant: drop --merchant and --store")
+	case r == auth.RolePOS && *merchant == "":
+		return fmt.Errorf("a pos key needs --merchant")
+	case r != auth.RoleAdmin && r != auth.RolePOS:
+		return fmt.Errorf("--role must be admin or pos, got %q", *role)
+	}
+	db, err := d.open(ctx, true)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", d.describe(), err)
+	}
+	defer db.Close()
+	if r == auth.RolePOS {
+		if _, err := db.Merchant(ctx, *merchant); err != nil {
+			return err
+		}
+		if *store != "" {
+			si, err := db.StoreInfo(ctx, *store)
+			if err != nil {
+				return err
+			}
+			if si.MerchantID != *merchant {
+				return fmt.Errorf("store %s belongs to another merchant", *store)
+			}
+		}
+	}
+	secret, k := auth.NewSecret(m)
+	k.ID, k.Role, k.MerchantID, k.StoreID, k.Name = ledger.NewID(), r, *merchant, *store, *name
+	if err := db.CreateKey(ctx, k); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "created %s %s key %s (id %s); it is shown only this once:\n", m, r, k.Prefix, k.ID)
+	fmt.Fprintln(stdout, secret)
+	return nil
+}
+
+func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("migrate", stderr)
+	var d dbFlags
+	d.register(fs)
+	check := fs.Bool("check", false, "list the migrations that would run, change nothing; exit 3 if any are pending")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	db, err := d.open(ctx, false)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", d.describe(), err)
+	}
+	defer db.Close()
+	if *check {
+		pending, err := db.PendingMigrations(ctx)
+		if err != nil {
+			return err
+		}
+		if len(pending) == 0 {
+			fmt.Fprintf(stdout, "%s: up to date\n", d.describe())
+			return nil
+		}
+		fmt.Fprintf(stdout, "%s: %d pending migration(s):\n", d.describe(), len(pending))
+		for _, p := range pending {
+			fmt.Fprintln(stdout, "  "+p)
+		}
+		return exitError(3)
+	}
+	applied, err := db.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	for _, a := range applied {
+		fmt.Fprintln(stdout, "applied "+a)
+	}
+	fmt.Fprintf(stdout, "%s: up to date (%d applied now)\n", d.describe(), len(applied))
+	return nil
+}
+
+func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("verify", stderr)
+	var d dbFlags
+	d.register(fs)
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	db, err := d.open(ctx, false)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", d.describe(), err)
+	}
+	defer db.Close()
+	start := time.Now()
+	rep, err := ledger.Verify(ctx, db.Audit())
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(rep)
+	} else {
+		fmt.Fprintf(stdout, "audited %s in %s\n", d.describe(), time.Since(start).Round(time.Millisecond))
+		fmt.Fprintf(stdout, "  transactions %d, postings %d, accounts %d (members %d), lots %d, holds %d, chain head %d\n",
+			rep.Transactions, rep.Postings, rep.Accounts, rep.Members, rep.Lots, rep.Holds, rep.HeadSeq)
+		for _, x := range rep.Discrepancies {
+			fmt.Fprintf(stdout, "  DISCREPANCY %s: %s\n", x.Kind, x.Detail)
+		}
+		if rep.Truncated > 0 {
+			fmt.Fprintf(stdout, "  … and %d more discrepancies not listed\n", rep.Truncated)
+		}
+		if rep.Sound() {
+			fmt.Fprintln(stdout, "ledger is sound")
+		} else {
+			fmt.Fprintf(stdout, "ledger is NOT sound: %d discrepancies\n", len(rep.Discrepancies)+rep.Truncated)
+		}
+	}
+	if !rep.Sound() {
+		return exitError(1)
+	}
+	return nil
+}
+
+func cmdExpire(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("expire", stderr)
+	var d dbFlags
+	d.register(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	db, err := d.open(ctx, true)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", d.describe(), err)
+	}
+	defer db.Close()
+	w := ledger.NewWriter(db, ledger.WriterConfig{})
+	defer w.Close()
+	st, err := ledger.ExpireDue(ctx, db, w, time.Now())
+	fmt.Fprintf(stdout, "expired the due lots of %d members and %d holds\n", st.LotMembers, st.Holds)
+	return err
+}

@@ -1,0 +1,163 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/pointd/pointd/internal/ledger"
+)
+
+// maxBody bounds every request body: the largest valid one is far smaller.
+const maxBody = 64 << 10
+
+// decode reads r's body as exactly one JSON object of dst's shape. It refuses
+// what encoding/json would let through: duplicate names (which a proxy and
+// pointd might read differently), invalid UTF-8 (which it would silently
+// replace), trailing data, and unknown names. Errors name the field.
+func decode(r *http.Request, dst any, allowEmpty bool) *ledger.Error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return &ledger.Error{Code: codeUnsupportedMedia, Message: "send the body as application/json"}
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &ledger.Error{Code: codeBodyTooLarge, Message: fmt.Sprintf("the body is larger than %d bytes", maxBody)}
+		}
+		return &ledger.Error{Code: codeMalformedJSON, Message: "the body could not be read"}
+	}
+	return decodeBytes(body, dst, allowEmpty)
+}
+
+func decodeBytes(body []byte, dst any, allowEmpty bool) *ledger.Error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		if allowEmpty {
+			return nil
+		}
+		return &ledger.Error{Code: codeMalformedJSON, Message: "the body must be a JSON object"}
+	}
+	if !utf8.Valid(body) {
+		return &ledger.Error{Code: codeMalformedJSON, Message: "the body is not valid UTF-8"}
+	}
+	if err := checkShape(body); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return jsonError(err)
+	}
+	return nil
+}
+
+// checkShape walks the tokens once: one object at the top, no duplicate
+// names at any depth, nothing after it.
+func checkShape(body []byte) *ledger.Error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil {
+		return jsonError(err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return &ledger.Error{Code: codeMalformedJSON, Message: "the body must be a JSON object"}
+	}
+	if err := walkObject(dec, ""); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return &ledger.Error{Code: codeMalformedJSON, Message: "the body has data after the JSON object"}
+	}
+	return nil
+}
+
+func walkObject(dec *json.Decoder, path string) *ledger.Error {
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return jsonError(err)
+		}
+		name, _ := tok.(string)
+		field := name
+		if path != "" {
+			field = path + "." + name
+		}
+		if seen[name] {
+			return &ledger.Error{Code: ledger.CodeValidation, Field: field, Message: "appears more than once"}
+		}
+		seen[name] = true
+		if err := walkValue(dec, field); err != nil {
+			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil { // '}'
+		return jsonError(err)
+	}
+	return nil
+}
+
+func walkValue(dec *json.Decoder, field string) *ledger.Error {
+	tok, err := dec.Token()
+	if err != nil {
+		return jsonError(err)
+	}
+	switch tok {
+	case json.Delim('{'):
+		return walkObject(dec, field)
+	case json.Delim('['):
+		for dec.More() {
+			if err := walkValue(dec, field+"[]"); err != nil {
+				return err
+			}
+		}
+		if _, err := dec.Token(); err != nil {
+			return jsonError(err)
+		}
+	}
+	return nil
+}
+
+func jsonError(err error) *ledger.Error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		field := te.Field
+		if field == "" {
+			field = "body"
+		}
+		return &ledger.Error{Code: ledger.CodeValidation, Field: field,
+			Message: fmt.Sprintf("must be %s, got %s", jsonKind(te.Type.Kind().String()), te.Value)}
+	case errors.As(err, &se):
+		return &ledger.Error{Code: codeMalformedJSON, Message: fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, se)}
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return &ledger.Error{Code: codeMalformedJSON, Message: "the JSON ends too early"}
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return &ledger.Error{Code: ledger.CodeValidation, Field: name, Message: "is not a known field"}
+	}
+	return &ledger.Error{Code: codeMalformedJSON, Message: err.Error()}
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "int64", "int", "int32":
+		return "an integer in range"
+	case "string":
+		return "a string"
+	case "bool":
+		return "true or false"
+	}
+	return k
+}

@@ -1,0 +1,340 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/pointd/pointd/internal/auth"
+	"github.com/pointd/pointd/internal/ledger"
+)
+
+// Directory creates (merchants, stores, members, keys) are idempotent by
+// construction: the new row's id is derived from the caller's key and its
+// Idempotency-Key, so a retry finds the row it made the first time, and two
+// racing retries cannot both insert it.
+var idNamespace = uuid.MustParse("8c5a3c1e-5f0e-4c0e-9a57-8a4f3b3f2d10")
+
+func derivedID(r *http.Request, kind string) string {
+	return uuid.NewSHA1(idNamespace, []byte(caller(r).ID+"\x00"+kind+"\x00"+r.Header.Get(headerIdempotencyKey))).String()
+}
+
+// createOnce runs create unless a row with id exists; if one does, same
+// reports whether it was made by the same request (a replay) or not.
+func createOnce[T any](w http.ResponseWriter, r *http.Request, get func(context.Context) (T, error),
+	create func(context.Context) (T, error), same func(T) bool) {
+	if v, err := get(r.Context()); err == nil {
+		replay(w, r, v, same)
+		return
+	}
+	v, err := create(r.Context())
+	if err != nil {
+		if prev, gerr := get(r.Context()); gerr == nil { // lost a race with our own retry
+			replay(w, r, prev, same)
+			return
+		}
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, v)
+}
+
+func replay[T any](w http.ResponseWriter, r *http.Request, v T, same func(T) bool) {
+	if !same(v) {
+		writeProblem(w, r, ledger.Errorf(ledger.CodeIdempotencyReused,
+			"this Idempotency-Key was already used for a different request; use a new key for a new request"))
+		return
+	}
+	w.Header().Set(headerReplayed, "true")
+	writeJSON(w, http.StatusCreated, v)
+}
+
+type merchantRequest struct {
+	Name              string `json:"name"`
+	EarnRateBP        *int64 `json:"earn_rate_bp"`
+	PointValidityDays *int   `json:"point_validity_days"`
+}
+
+func (s *Server) createMerchant(w http.ResponseWriter, r *http.Request) {
+	var req merchantRequest
+	if !s.read(w, r, &req, false) {
+		return
+	}
+	if err := checkName("name", req.Name); err != nil {
+		writeProblem(w, r, err)
+		return
+	}
+	if req.EarnRateBP == nil || *req.EarnRateBP < 0 || *req.EarnRateBP > ledger.MaxEarnRateBP {
+		writeProblem(w, r, ledger.Invalid("earn_rate_bp", "is required, basis points from 0 to %d (100 bp = 1%%)", ledger.MaxEarnRateBP))
+		return
+	}
+	validity := 365
+	if req.PointValidityDays != nil {
+		validity = *req.PointValidityDays
+	}
+	if validity < 1 || validity > ledger.MaxValidityDays {
+		writeProblem(w, r, ledger.Invalid("point_validity_days", "must be from 1 to %d", ledger.MaxValidityDays))
+		return
+	}
+	id := derivedID(r, "merchant")
+	createOnce(w, r, func(ctx context.Context) (ledger.Merchant, error) { return s.store.Merchant(ctx, id) },
+		func(ctx context.Context) (ledger.Merchant, error) {
+			m := ledger.Merchant{ID: id, Name: req.Name, EarnRateBP: *req.EarnRateBP, PointValidityDays: validity,
+				Status: "active", CreatedAt: ledger.MicroTime(time.Now())}
+			err := s.store.CreateMerchant(ctx, &m)
+			return m, err
+		},
+		func(m ledger.Merchant) bool {
+			return m.Name == req.Name && m.EarnRateBP == *req.EarnRateBP && m.PointValidityDays == validity
+		})
+}
+
+func (s *Server) getMerchant(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if k := caller(r); k.Role != auth.RoleAdmin && k.MerchantID != id {
+		writeProblem(w, r, ledger.Errorf(ledger.CodeMerchantNotFound, "no merchant with id %q", id))
+		return
+	}
+	m, err := s.store.Merchant(r.Context(), id)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
+}
+
+type storeRequest struct {
+	Name string `json:"name"`
+}
+
+func (s *Server) createStore(w http.ResponseWriter, r *http.Request) {
+	var req storeRequest
+	if !s.read(w, r, &req, false) {
+		return
+	}
+	if err := checkName("name", req.Name); err != nil {
+		writeProblem(w, r, err)
+		return
+	}
+	mid := r.PathValue("id")
+	if _, err := s.store.Merchant(r.Context(), mid); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	id := derivedID(r, "store")
+	createOnce(w, r, func(ctx context.Context) (ledger.Shop, error) {
+		si, err := s.store.StoreInfo(ctx, id)
+		return si.Shop, err
+	}, func(ctx context.Context) (ledger.Shop, error) {
+		st := ledger.Shop{ID: id, MerchantID: mid, Name: req.Name, CreatedAt: ledger.MicroTime(time.Now())}
+		return st, s.store.CreateStore(ctx, st)
+	}, func(st ledger.Shop) bool { return st.MerchantID == mid && st.Name == req.Name })
+}
+
+func (s *Server) getStore(w http.ResponseWriter, r *http.Request) {
+	si, err := s.store.StoreInfo(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if k := caller(r); k.Role != auth.RoleAdmin && k.MerchantID != si.MerchantID {
+		writeProblem(w, r, ledger.Errorf(ledger.CodeStoreNotFound, "no store with id %q", si.ID))
+		return
+	}
+	writeJSON(w, http.StatusOK, si.Shop)
+}
+
+type memberRequest struct {
+	Phone string `json:"phone"`
+	Name  string `json:"name"`
+}
+
+func (s *Server) createMember(w http.ResponseWriter, r *http.Request) {
+	var req memberRequest
+	if !s.read(w, r, &req, false) {
+		return
+	}
+	phone, perr := normalizePhone(req.Phone)
+	if perr != nil {
+		writeProblem(w, r, perr)
+		return
+	}
+	if err := checkName("name", req.Name); err != nil {
+		writeProblem(w, r, err)
+		return
+	}
+	id := derivedID(r, "member")
+	createOnce(w, r, func(ctx context.Context) (ledger.Member, error) { return s.store.Member(ctx, id) },
+		func(ctx context.Context) (ledger.Member, error) {
+			var err error
+			for range 5 { // a fresh card number collides about never; a few tries settle it
+				m := ledger.Member{ID: id, CardNumber: ledger.NewCardNumber(), Phone: phone, Name: req.Name,
+					Status: "active", CreatedAt: ledger.MicroTime(time.Now())}
+				err = s.store.CreateMember(ctx, &m)
+				var e *ledger.Error
+				if errors.As(err, &e) && e.Code == ledger.CodeConflict && e.Field == "card_number" {
+					continue
+				}
+				return m, err
+			}
+			return ledger.Member{}, err
+		},
+		func(m ledger.Member) bool { return m.Phone == phone && m.Name == req.Name })
+}
+
+func (s *Server) getMember(w http.ResponseWriter, r *http.Request) {
+	m, err := s.store.Member(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
+}
+
+func (s *Server) findMembers(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	card, phone := q.Get("card_number"), q.Get("phone")
+	var m ledger.Member
+	var err error
+	switch {
+	case card != "" && phone != "":
+		writeProblem(w, r, ledger.Invalid("phone", "look up by card_number or phone, not both"))
+		return
+	case card != "":
+		if !ledger.ValidCardNumber(card) {
+			writeProblem(w, r, ledger.Invalid("card_number", "is not a valid card number (16 digits with a check digit)"))
+			return
+		}
+		m, err = s.store.MemberByCard(r.Context(), card)
+	case phone != "":
+		p, perr := normalizePhone(phone)
+		if perr != nil {
+			writeProblem(w, r, perr)
+			return
+		}
+		m, err = s.store.MemberByPhone(r.Context(), p)
+	default:
+		writeProblem(w, r, ledger.Invalid("card_number", "give card_number or phone"))
+		return
+	}
+	out := page[ledger.Member]{Items: []ledger.Member{}}
+	if err == nil {
+		out.Items = append(out.Items, m)
+	} else if ledger.ErrorCode(err) != ledger.CodeMemberNotFound {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+type keyRequest struct {
+	Role       string `json:"role"`
+	MerchantID string `json:"merchant_id"`
+	StoreID    string `json:"store_id"`
+	Name       string `json:"name"`
+}
+
+type keyResponse struct {
+	ID         string    `json:"id"`
+	Key        string    `json:"key"`
+	Prefix     string    `json:"prefix"`
+	Role       auth.Role `json:"role"`
+	Mode       auth.Mode `json:"mode"`
+	MerchantID string    `json:"merchant_id,omitempty"`
+	StoreID    string    `json:"store_id,omitempty"`
+	Name       string    `json:"name,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
+	var req keyRequest
+	if !s.read(w, r, &req, false) {
+		return
+	}
+	role := auth.Role(req.Role)
+	switch role {
+	case auth.RoleAdmin:
+		if req.MerchantID != "" || req.StoreID != "" {
+			writeProblem(w, r, ledger.Invalid("merchant_id", "an admin key belongs to no merchant"))
+			return
+		}
+	case auth.RolePOS:
+		if req.MerchantID == "" {
+			writeProblem(w, r, ledger.Invalid("merchant_id", "a pos key belongs to a merchant"))
+			return
+		}
+		if _, err := s.store.Merchant(r.Context(), req.MerchantID); err != nil {
+			writeError(w, r, err)
+			return
+		}
+		if req.StoreID != "" {
+			si, err := s.store.StoreInfo(r.Context(), req.StoreID)
+			if err != nil {
+				writeError(w, r, err)
+				return
+			}
+			if si.MerchantID != req.MerchantID {
+				writeProblem(w, r, ledger.Invalid("store_id", "store %s belongs to another merchant", req.StoreID))
+				return
+			}
+		}
+	default:
+		writeProblem(w, r, ledger.Invalid("role", "must be admin or pos"))
+		return
+	}
+	if len(req.Name) > 100 || !utf8.ValidString(req.Name) {
+		writeProblem(w, r, ledger.Invalid("name", "at most 100 bytes"))
+		return
+	}
+	secret, k := auth.NewSecret(s.cfg.Mode)
+	// A key is shown once and never stored in clear, so a retry cannot be
+	// answered with it: the derived id makes the retry fail instead of
+	// minting a second key.
+	k.ID, k.Role, k.MerchantID, k.StoreID, k.Name = derivedID(r, "key"), role, req.MerchantID, req.StoreID, req.Name
+	if err := s.keyStore.CreateKey(r.Context(), k); err != nil {
+		writeProblem(w, r, ledger.Errorf(ledger.CodeIdempotencyReused,
+			"a key was already created with this Idempotency-Key; keys are shown only once, so create another with a new key"))
+		return
+	}
+	writeJSON(w, http.StatusCreated, keyResponse{ID: k.ID, Key: secret, Prefix: k.Prefix, Role: k.Role, Mode: k.Mode,
+		MerchantID: k.MerchantID, StoreID: k.StoreID, Name: k.Name, CreatedAt: k.CreatedAt})
+}
+
+func checkName(field, v string) *ledger.Error {
+	if strings.TrimSpace(v) == "" || len(v) > 200 || !utf8.ValidString(v) {
+		return ledger.Invalid(field, "is required, at most 200 bytes")
+	}
+	for _, r := range v {
+		if r < 0x20 || r == 0x7f {
+			return ledger.Invalid(field, "must not contain control characters")
+		}
+	}
+	return nil
+}
+
+// normalizePhone keeps digits and a leading +, dropping the spaces, dashes
+// and brackets people type, and wants 7 to 15 digits (E.164's range).
+func normalizePhone(p string) (string, *ledger.Error) {
+	var b strings.Builder
+	for i, r := range p {
+		switch {
+		case r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case r == '+' && i == 0:
+			b.WriteRune(r)
+		case r == ' ' || r == '-' || r == '(' || r == ')' || r == '.':
+		default:
+			return "", ledger.Invalid("phone", "must be a phone number: digits, optionally a leading +")
+		}
+	}
+	n := strings.TrimPrefix(b.String(), "+")
+	if len(n) < 7 || len(n) > 15 {
+		return "", ledger.Invalid("phone", "must have 7 to 15 digits")
+	}
+	return b.String(), nil
+}

@@ -1,0 +1,322 @@
+package api
+
+import (
+	"encoding/base64"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/pointd/pointd/internal/auth"
+	"github.com/pointd/pointd/internal/ledger"
+)
+
+type earnRequest struct {
+	MemberID       string `json:"member_id"`
+	CardNumber     string `json:"card_number"`
+	StoreID        string `json:"store_id"`
+	Receipt        string `json:"receipt"`
+	PurchaseAmount *int64 `json:"purchase_amount"`
+	Points         *int64 `json:"points"`
+}
+
+type redeemRequest struct {
+	MemberID   string `json:"member_id"`
+	CardNumber string `json:"card_number"`
+	StoreID    string `json:"store_id"`
+	Receipt    string `json:"receipt"`
+	Points     *int64 `json:"points"`
+}
+
+type holdRequest struct {
+	MemberID         string `json:"member_id"`
+	CardNumber       string `json:"card_number"`
+	StoreID          string `json:"store_id"`
+	Points           *int64 `json:"points"`
+	ExpiresInSeconds *int64 `json:"expires_in_seconds"`
+}
+
+type captureRequest struct {
+	Points *int64 `json:"points"`
+}
+
+type cancelRequest struct {
+	TransactionID  string `json:"transaction_id"`
+	Points         *int64 `json:"points"`
+	PurchaseAmount *int64 `json:"purchase_amount"`
+}
+
+type adjustRequest struct {
+	MemberID   string `json:"member_id"`
+	CardNumber string `json:"card_number"`
+	Points     *int64 `json:"points"`
+	Reason     string `json:"reason"`
+}
+
+type voidRequest struct{}
+
+func (s *Server) earn(w http.ResponseWriter, r *http.Request) {
+	var req earnRequest
+	if !s.read(w, r, &req, false) {
+		return
+	}
+	op := ledger.Op{Kind: ledger.OpEarn, StoreID: s.storeOf(r, req.StoreID), Receipt: req.Receipt,
+		PurchaseAmount: req.PurchaseAmount, Points: req.Points}
+	s.submit(w, r, op, req.MemberID, req.CardNumber)
+}
+
+func (s *Server) redeem(w http.ResponseWriter, r *http.Request) {
+	var req redeemRequest
+	if !s.read(w, r, &req, false) {
+		return
+	}
+	op := ledger.Op{Kind: ledger.OpRedeem, StoreID: s.storeOf(r, req.StoreID), Receipt: req.Receipt, Points: req.Points}
+	s.submit(w, r, op, req.MemberID, req.CardNumber)
+}
+
+func (s *Server) hold(w http.ResponseWriter, r *http.Request) {
+	var req holdRequest
+	if !s.read(w, r, &req, false) {
+		return
+	}
+	op := ledger.Op{Kind: ledger.OpHold, StoreID: s.storeOf(r, req.StoreID), Points: req.Points}
+	if req.ExpiresInSeconds != nil {
+		if *req.ExpiresInSeconds < 1 || *req.ExpiresInSeconds > ledger.MaxHoldSeconds {
+			writeProblem(w, r, ledger.Invalid("expires_in_seconds", "must be between 1 and %d", ledger.MaxHoldSeconds))
+			return
+		}
+		op.HoldSeconds = *req.ExpiresInSeconds
+	}
+	s.submit(w, r, op, req.MemberID, req.CardNumber)
+}
+
+func (s *Server) capture(w http.ResponseWriter, r *http.Request) {
+	var req captureRequest
+	if !s.read(w, r, &req, true) {
+		return
+	}
+	s.submit(w, r, ledger.Op{Kind: ledger.OpCapture, HoldID: r.PathValue("id"), Points: req.Points}, "", "")
+}
+
+func (s *Server) void(w http.ResponseWriter, r *http.Request) {
+	var req voidRequest
+	if !s.read(w, r, &req, true) {
+		return
+	}
+	s.submit(w, r, ledger.Op{Kind: ledger.OpVoid, HoldID: r.PathValue("id")}, "", "")
+}
+
+func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
+	var req cancelRequest
+	if !s.read(w, r, &req, false) {
+		return
+	}
+	s.submit(w, r, ledger.Op{Kind: ledger.OpCancel, TransactionID: req.TransactionID,
+		Points: req.Points, PurchaseAmount: req.PurchaseAmount}, "", "")
+}
+
+func (s *Server) adjust(w http.ResponseWriter, r *http.Request) {
+	var req adjustRequest
+	if !s.read(w, r, &req, false) {
+		return
+	}
+	s.submit(w, r, ledger.Op{Kind: ledger.OpAdjust, Points: req.Points, Reason: req.Reason}, req.MemberID, req.CardNumber)
+}
+
+// read checks the Idempotency-Key header and decodes the body.
+func (s *Server) read(w http.ResponseWriter, r *http.Request, dst any, allowEmpty bool) bool {
+	if r.Header.Get(headerIdempotencyKey) == "" {
+		writeProblem(w, r, &ledger.Error{Code: codeIdemKeyMissing, Field: headerIdempotencyKey,
+			Message: "every request that changes points needs an Idempotency-Key header: a unique value per operation, sent again unchanged on every retry"})
+		return false
+	}
+	if err := decode(r, dst, allowEmpty); err != nil {
+		writeProblem(w, r, err)
+		return false
+	}
+	return true
+}
+
+// storeOf defaults the store to the one a store-bound key belongs to.
+func (s *Server) storeOf(r *http.Request, storeID string) string {
+	if storeID == "" {
+		return caller(r).StoreID
+	}
+	return storeID
+}
+
+// submit resolves the member, hands op to the batched writer and answers
+// 201 with the committed transaction, or the original answer on a replay.
+func (s *Server) submit(w http.ResponseWriter, r *http.Request, op ledger.Op, memberID, card string) {
+	k := caller(r)
+	op.Actor = ledger.Actor{KeyID: k.ID}
+	if k.Role != auth.RoleAdmin {
+		op.Actor.MerchantID, op.Actor.StoreID = k.MerchantID, k.StoreID
+	}
+	op.IdempotencyKey = r.Header.Get(headerIdempotencyKey)
+	if op.Kind == ledger.OpEarn || op.Kind == ledger.OpRedeem || op.Kind == ledger.OpHold || op.Kind == ledger.OpAdjust {
+		id, err := s.memberID(r, memberID, card)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		op.MemberID = id
+	}
+	res, err := s.writer.Submit(r.Context(), op)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if res.Replayed {
+		w.Header().Set(headerReplayed, "true")
+	}
+	writeRaw(w, http.StatusCreated, res.Body)
+}
+
+// memberID takes member_id or card_number (exactly one).
+func (s *Server) memberID(r *http.Request, memberID, card string) (string, error) {
+	switch {
+	case memberID != "" && card != "":
+		return "", ledger.Invalid("card_number", "give member_id or card_number, not both")
+	case memberID != "":
+		return memberID, nil
+	case card == "":
+		return "", ledger.Invalid("member_id", "member_id or card_number is required")
+	}
+	if !ledger.ValidCardNumber(card) {
+		return "", ledger.Invalid("card_number", "is not a valid card number (16 digits with a check digit)")
+	}
+	m, err := s.store.MemberByCard(r.Context(), card)
+	if err != nil {
+		return "", err
+	}
+	return m.ID, nil
+}
+
+func (s *Server) getTransaction(w http.ResponseWriter, r *http.Request) {
+	t, err := s.store.Transaction(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if k := caller(r); k.Role != auth.RoleAdmin && t.MerchantID != k.MerchantID {
+		// Another merchant's transaction does not exist as far as this key knows.
+		writeProblem(w, r, ledger.Errorf(ledger.CodeTransactionNotFound, "no transaction with id %q", t.ID))
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+func (s *Server) getHold(w http.ResponseWriter, r *http.Request) {
+	h, err := s.store.Hold(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if k := caller(r); k.Role != auth.RoleAdmin && h.MerchantID != k.MerchantID {
+		writeProblem(w, r, ledger.Errorf(ledger.CodeHoldNotFound, "no hold with id %q", h.ID))
+		return
+	}
+	writeJSON(w, http.StatusOK, h)
+}
+
+func (s *Server) getBalance(w http.ResponseWriter, r *http.Request) {
+	b, err := s.store.Balance(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, b)
+}
+
+type page[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+const (
+	defaultPageSize = 50
+	maxPageSize     = 200
+)
+
+func (s *Server) listTransactions(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	q := r.URL.Query()
+	limit := defaultPageSize
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxPageSize {
+			writeProblem(w, r, ledger.Invalid("limit", "must be an integer from 1 to %d", maxPageSize))
+			return
+		}
+		limit = n
+	}
+	var before int64
+	if c := q.Get("cursor"); c != "" {
+		n, ok := parseCursor(c)
+		if !ok {
+			writeProblem(w, r, ledger.Invalid("cursor", "is not a cursor this API gave out"))
+			return
+		}
+		before = n
+	}
+	if _, err := s.store.Member(r.Context(), id); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	txns, err := s.store.MemberTransactions(r.Context(), id, before, limit+1)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	p := page[ledger.Transaction]{Items: txns}
+	if len(txns) > limit {
+		p.Items = txns[:limit]
+		p.NextCursor = makeCursor(p.Items[limit-1].Seq)
+	}
+	if p.Items == nil {
+		p.Items = []ledger.Transaction{}
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) listLots(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if _, err := s.store.Member(r.Context(), id); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	lots, err := s.store.MemberLots(r.Context(), id)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	type lotJSON struct {
+		ID        string `json:"id"`
+		Points    int64  `json:"points"`
+		Remaining int64  `json:"remaining"`
+		ExpiresAt string `json:"expires_at"`
+	}
+	out := page[lotJSON]{Items: []lotJSON{}}
+	for _, l := range lots {
+		out.Items = append(out.Items, lotJSON{l.ID, l.Points, l.Remaining, l.ExpiresAt.Format("2006-01-02T15:04:05.999999Z07:00")})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// Cursors are opaque to clients; inside, the seq to continue below.
+func makeCursor(seq int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("s" + strconv.FormatInt(seq, 10)))
+}
+
+func parseCursor(c string) (int64, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return 0, false
+	}
+	v, ok := strings.CutPrefix(string(b), "s")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n, err == nil && n > 0
+}

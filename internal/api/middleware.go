@@ -1,0 +1,214 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pointd/pointd/internal/auth"
+	"github.com/pointd/pointd/internal/ledger"
+)
+
+type ctxKey int
+
+const (
+	keyRequestID ctxKey = iota
+	keyLogger
+	keyCaller
+)
+
+func requestID(r *http.Request) string {
+	id, _ := r.Context().Value(keyRequestID).(string)
+	return id
+}
+
+func logger(r *http.Request) *slog.Logger {
+	if l, ok := r.Context().Value(keyLogger).(*slog.Logger); ok {
+		return l
+	}
+	return slog.Default()
+}
+
+func caller(r *http.Request) auth.Key {
+	k, _ := r.Context().Value(keyCaller).(auth.Key)
+	return k
+}
+
+// withBasics gives every request an id, a logger that carries it, a
+// deadline, and turns a panic into a logged 500 instead of a dropped
+// connection.
+func (s *Server) withBasics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get(headerRequestID)
+		if id == "" || len(id) > 64 || !printableASCII(id) {
+			id = newRequestID()
+		}
+		w.Header().Set(headerRequestID, id)
+		l := s.log.With("request_id", id)
+		ctx := context.WithValue(r.Context(), keyRequestID, id)
+		ctx = context.WithValue(ctx, keyLogger, l)
+		ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				l.Error("panic", "panic", p, "stack", string(debug.Stack()))
+				if !sw.wrote {
+					writeError(sw, r, ledger.Errorf(ledger.CodeInternal, "internal error"))
+				}
+			}
+			if s.cfg.LogRequests || sw.status >= 500 {
+				l.Info("request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
+					"duration_ms", float64(time.Since(start).Microseconds())/1000)
+			}
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func newRequestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// keyCache keeps recently checked keys so that authenticating a request does
+// not cost a database query: the ping endpoint must not touch the database,
+// and a surge must not turn every request into a key lookup.
+type keyCache struct {
+	mu  sync.Mutex
+	ttl time.Duration
+	m   map[string]cachedKey
+}
+
+type cachedKey struct {
+	key     auth.Key
+	found   bool
+	expires time.Time
+}
+
+func (c *keyCache) get(h string) (cachedKey, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[h]
+	if !ok || time.Now().After(e.expires) {
+		return cachedKey{}, false
+	}
+	return e, true
+}
+
+func (c *keyCache) put(h string, e cachedKey) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) > 100_000 { // a flood of random keys must not grow memory without bound
+		clear(c.m)
+	}
+	e.expires = time.Now().Add(c.ttl)
+	c.m[h] = e
+}
+
+// authenticate resolves the bearer key and checks its mode and roles.
+func (s *Server) authenticate(roles ...auth.Role) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h := r.Header.Get("Authorization")
+			secret, ok := strings.CutPrefix(h, "Bearer ")
+			if !ok || secret == "" {
+				writeProblem(w, r, &ledger.Error{Code: codeUnauthorized, Message: "send an API key as 'Authorization: Bearer pd_…'"})
+				return
+			}
+			mode, ok := auth.ParseMode(secret)
+			if !ok || len(secret) > 128 {
+				writeProblem(w, r, &ledger.Error{Code: codeUnauthorized, Message: "this is not a pointd API key"})
+				return
+			}
+			if mode != s.cfg.Mode {
+				logger(r).Warn("key of the wrong mode", "key_mode", mode, "server_mode", s.cfg.Mode, "prefix", safePrefix(secret))
+				writeProblem(w, r, &ledger.Error{Code: codeKeyModeMismatch,
+					Message: "this is a " + string(mode) + " key; this server is " + string(s.cfg.Mode)})
+				return
+			}
+			hash := auth.HashSecret(secret)
+			ck, ok := s.keys.get(string(hash))
+			if !ok {
+				k, err := s.keyStore.KeyByHash(r.Context(), hash)
+				switch {
+				case err == nil:
+					ck = cachedKey{key: k, found: true}
+				case err == auth.ErrKeyNotFound:
+					ck = cachedKey{}
+				default:
+					writeError(w, r, err)
+					return
+				}
+				s.keys.put(string(hash), ck)
+			}
+			if !ck.found || !ck.key.RevokedAt.IsZero() {
+				writeProblem(w, r, &ledger.Error{Code: codeUnauthorized, Message: "this API key is unknown or revoked"})
+				return
+			}
+			if len(roles) > 0 && !hasRole(ck.key.Role, roles) {
+				writeProblem(w, r, ledger.Errorf(ledger.CodeForbidden, "a %s key may not do this", ck.key.Role))
+				return
+			}
+			ctx := context.WithValue(r.Context(), keyCaller, ck.key)
+			next.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}
+}
+
+func hasRole(r auth.Role, roles []auth.Role) bool {
+	for _, x := range roles {
+		if r == x {
+			return true
+		}
+	}
+	return false
+}
+
+func safePrefix(secret string) string {
+	if len(secret) > 12 {
+		return secret[:12]
+	}
+	return secret
+}

@@ -1,0 +1,170 @@
+// Package api is pointd's HTTP/JSON interface under /v1: thin handlers that
+// decode and validate, call the ledger, and answer JSON or RFC 9457 problems.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"time"
+
+	"github.com/pointd/pointd/internal/auth"
+	"github.com/pointd/pointd/internal/ledger"
+)
+
+// Config tunes the HTTP layer.
+type Config struct {
+	Mode           auth.Mode
+	RequestTimeout time.Duration // every request's deadline
+	KeyCacheTTL    time.Duration // how long a checked key is trusted without a lookup
+	LogRequests    bool
+	// DBStats, when set, reports the database connections for /readyz.
+	DBStats func() DBStats
+}
+
+// DBStats is the database pool as /readyz shows it: whatever the load,
+// InUse never passes Max.
+type DBStats struct {
+	InUse int `json:"db_conns_in_use"`
+	Max   int `json:"db_conns_max"`
+}
+
+// Server serves the API.
+type Server struct {
+	cfg      Config
+	store    ledger.Store
+	keyStore auth.KeyStore
+	writer   *ledger.Writer
+	log      *slog.Logger
+	keys     *keyCache
+	ready    func(context.Context) error
+}
+
+// New builds a Server. ready, when set, backs /readyz.
+func New(cfg Config, store ledger.Store, keys auth.KeyStore, writer *ledger.Writer, log *slog.Logger, ready func(context.Context) error) *Server {
+	if cfg.Mode == "" {
+		cfg.Mode = auth.ModeLive
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 10 * time.Second
+	}
+	if cfg.KeyCacheTTL <= 0 {
+		cfg.KeyCacheTTL = 10 * time.Second
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{cfg: cfg, store: store, keyStore: keys, writer: writer, log: log,
+		keys: &keyCache{ttl: cfg.KeyCacheTTL, m: map[string]cachedKey{}}, ready: ready}
+}
+
+// Handler is the whole API with its middleware.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	any := s.authenticate()
+	admin := s.authenticate(auth.RoleAdmin)
+	pos := s.authenticate(auth.RoleAdmin, auth.RolePOS)
+	handle := func(pattern string, mw func(http.Handler) http.Handler, h http.HandlerFunc) {
+		mux.Handle(pattern, mw(h))
+	}
+	open := func(h http.Handler) http.Handler { return h }
+
+	handle("GET /healthz", open, s.healthz)
+	handle("GET /readyz", open, s.readyz)
+	handle("POST /v1/ping", any, s.ping)
+
+	handle("POST /v1/merchants", admin, s.createMerchant)
+	handle("GET /v1/merchants/{id}", pos, s.getMerchant)
+	handle("POST /v1/merchants/{id}/stores", admin, s.createStore)
+	handle("GET /v1/stores/{id}", pos, s.getStore)
+	handle("POST /v1/members", pos, s.createMember)
+	handle("GET /v1/members", pos, s.findMembers)
+	handle("GET /v1/members/{id}", pos, s.getMember)
+	handle("GET /v1/members/{id}/balance", pos, s.getBalance)
+	handle("GET /v1/members/{id}/transactions", pos, s.listTransactions)
+	handle("GET /v1/members/{id}/lots", pos, s.listLots)
+	handle("POST /v1/keys", admin, s.createKey)
+
+	handle("POST /v1/earns", pos, s.earn)
+	handle("POST /v1/redemptions", pos, s.redeem)
+	handle("POST /v1/holds", pos, s.hold)
+	handle("GET /v1/holds/{id}", pos, s.getHold)
+	handle("POST /v1/holds/{id}/capture", pos, s.capture)
+	handle("POST /v1/holds/{id}/void", pos, s.void)
+	handle("POST /v1/cancellations", pos, s.cancel)
+	handle("POST /v1/adjustments", admin, s.adjust)
+	handle("GET /v1/transactions/{id}", pos, s.getTransaction)
+
+	return s.withBasics(problemRouting(mux))
+}
+
+// problemRouting answers the router's own 404 and 405 in the same problem
+// format as everything else, keeping the Allow header the mux computed.
+func problemRouting(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if allow := rec.Header().Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		switch rec.Code {
+		case http.StatusMethodNotAllowed:
+			writeProblem(w, r, &ledger.Error{Code: codeMethodNotAllowed, Message: r.Method + " is not allowed here; see the Allow header"})
+		case http.StatusNotFound:
+			writeProblem(w, r, &ledger.Error{Code: codeRouteNotFound, Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
+		default: // a redirect the mux decided on (cleaned path)
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.Code)
+			_, _ = w.Write(rec.Body.Bytes())
+		}
+	})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.ready(ctx); err != nil {
+			logger(r).Warn("not ready", "err", err)
+			writeProblem(w, r, &ledger.Error{Code: ledger.CodeUnavailable, Message: "the database is not reachable", RetryAfter: 1})
+			return
+		}
+	}
+	out := map[string]any{"status": "ready", "write_queue": s.writer.QueueDepth()}
+	if s.cfg.DBStats != nil {
+		st := s.cfg.DBStats()
+		out["db_conns_in_use"], out["db_conns_max"] = st.InUse, st.Max
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+type pingRequest struct {
+	Message string `json:"message"`
+}
+
+// ping goes through the same middleware and decoding as every endpoint but
+// does no database work: the ceiling that benchmarks compare against.
+func (s *Server) ping(w http.ResponseWriter, r *http.Request) {
+	var req pingRequest
+	if err := decode(r, &req, true); err != nil {
+		writeProblem(w, r, err)
+		return
+	}
+	if len(req.Message) > 256 {
+		writeProblem(w, r, ledger.Invalid("message", "at most 256 bytes"))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"pong": true, "message": req.Message, "key_prefix": caller(r).Prefix})
+}

@@ -1,0 +1,296 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// WriterConfig sizes the write path.
+type WriterConfig struct {
+	QueueSize int           // operations waiting at most; a full queue refuses at once
+	MaxBatch  int           // operations per database transaction at most
+	Linger    time.Duration // how long a batch waits to fill up; 0: take what is there
+	Now       func() time.Time
+	Logger    *slog.Logger
+	// OnBatch, when set, is told about every committed batch (metrics).
+	OnBatch func(size int, took time.Duration, err error)
+	// DropEvery, when above zero, makes the writer drop the ledger changes of
+	// every DropEvery-th acknowledged operation. It exists only so that tests
+	// can prove the audit and the surge verdict catch a lost write. Never set
+	// it anywhere else.
+	DropEvery int
+}
+
+// DefaultWriterConfig is what a server uses unless told otherwise.
+func DefaultWriterConfig() WriterConfig {
+	return WriterConfig{QueueSize: 4096, MaxBatch: 256, Now: time.Now}
+}
+
+// ErrClosed is returned for operations submitted after Close.
+var ErrClosed = &Error{Code: CodeUnavailable, Message: "the server is shutting down; retry with the same Idempotency-Key", RetryAfter: 1}
+
+// Writer is the single entry of every ledger change: a bounded queue and one
+// goroutine that applies many operations per database transaction. Holding
+// one database connection for writes whatever the load is what keeps the
+// pool from filling up in a surge.
+type Writer struct {
+	store Store
+	cfg   WriterConfig
+	q     chan *request
+
+	mu     sync.RWMutex // guards closed against sends on a closed q
+	closed bool
+	done   chan struct{}
+
+	perOp   atomic.Int64 // EWMA of nanoseconds per operation, for admission
+	batches atomic.Int64
+}
+
+type request struct {
+	ctx context.Context
+	op  Op
+	out chan outcome
+}
+
+// NewWriter starts the writer goroutine.
+func NewWriter(store Store, cfg WriterConfig) *Writer {
+	d := DefaultWriterConfig()
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = d.QueueSize
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = d.MaxBatch
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	w := &Writer{store: store, cfg: cfg, q: make(chan *request, cfg.QueueSize), done: make(chan struct{})}
+	go w.loop()
+	return w
+}
+
+// QueueDepth is how many operations wait.
+func (w *Writer) QueueDepth() int { return len(w.q) }
+
+// Submit validates op, queues it and waits until it is committed or refused.
+// It refuses at once, with CodeOverloaded and a Retry-After, when the queue
+// is full or the expected wait would outlast ctx's deadline: a caller that
+// will give up anyway should not hold a place in the queue.
+func (w *Writer) Submit(ctx context.Context, op Op) (Result, error) {
+	if err := op.Validate(); err != nil {
+		return Result{}, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		wait := time.Duration(int64(len(w.q)+1) * w.perOp.Load())
+		if time.Until(dl) < wait {
+			return Result{}, w.overloaded(wait)
+		}
+	}
+	r := &request{ctx: ctx, op: op, out: make(chan outcome, 1)}
+	w.mu.RLock()
+	if w.closed {
+		w.mu.RUnlock()
+		return Result{}, ErrClosed
+	}
+	select {
+	case w.q <- r:
+		w.mu.RUnlock()
+	default:
+		w.mu.RUnlock()
+		return Result{}, w.overloaded(time.Duration(int64(len(w.q)) * w.perOp.Load()))
+	}
+	select {
+	case o := <-r.out:
+		return o.res, o.err
+	case <-ctx.Done():
+		// The operation may still commit: the caller learns which by
+		// retrying with the same idempotency key.
+		return Result{}, &Error{Code: CodeUnavailable, RetryAfter: 1,
+			Message: "the request ran out of time before its outcome was known; retry with the same Idempotency-Key to learn it"}
+	}
+}
+
+func (w *Writer) overloaded(wait time.Duration) error {
+	secs := int(math.Ceil(wait.Seconds()))
+	secs = max(1, min(secs, 30))
+	return &Error{Code: CodeOverloaded, RetryAfter: secs,
+		Message: "the ledger is busy; retry after the Retry-After delay with the same Idempotency-Key"}
+}
+
+// Close stops taking operations, applies every operation already queued and
+// returns when the last batch has committed and been answered.
+func (w *Writer) Close() {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.q)
+	}
+	w.mu.Unlock()
+	<-w.done
+}
+
+func (w *Writer) loop() {
+	defer close(w.done)
+	batch := make([]*request, 0, w.cfg.MaxBatch)
+	for {
+		first, ok := <-w.q
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], first)
+		batch = w.fill(batch)
+		w.run(batch)
+	}
+}
+
+// fill takes what is already queued, and with a linger waits that long for more.
+func (w *Writer) fill(batch []*request) []*request {
+	var timer <-chan time.Time
+	if w.cfg.Linger > 0 {
+		timer = time.After(w.cfg.Linger)
+	}
+	for len(batch) < w.cfg.MaxBatch {
+		select {
+		case r, ok := <-w.q:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+			continue
+		default:
+		}
+		if timer == nil {
+			return batch
+		}
+		select {
+		case r, ok := <-w.q:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+		case <-timer:
+			return batch
+		}
+	}
+	return batch
+}
+
+// run applies a batch. Callers that already gave up are dropped before any
+// work is done for them. If the batch fails as a whole, each operation is
+// tried on its own so that one that poisons the batch (say, a receipt another
+// instance just used) fails alone.
+func (w *Writer) run(batch []*request) {
+	live := batch[:0]
+	for _, r := range batch {
+		if r.ctx.Err() != nil {
+			r.out <- outcome{err: &Error{Code: CodeUnavailable, RetryAfter: 1, Message: "the request was abandoned before it was applied; nothing was written"}}
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	start := time.Now()
+	err := w.apply(live)
+	took := time.Since(start)
+	if w.cfg.OnBatch != nil {
+		w.cfg.OnBatch(len(live), took, err)
+	}
+	if err == nil {
+		w.learn(took, len(live))
+		return
+	}
+	w.cfg.Logger.Warn("ledger batch failed; retrying its operations one by one", "size", len(live), "err", err)
+	for _, r := range live {
+		var err error
+		for attempt := 0; attempt < 3; attempt++ {
+			if err = w.apply([]*request{r}); err == nil {
+				break
+			}
+			time.Sleep(time.Duration(attempt+1) * 20 * time.Millisecond)
+		}
+		if err != nil {
+			w.cfg.Logger.Error("ledger operation failed", "kind", r.op.Kind, "err", err)
+			r.out <- outcome{err: &Error{Code: CodeUnavailable, RetryAfter: 1,
+				Message: "the ledger could not commit this operation; retry with the same Idempotency-Key"}}
+		}
+	}
+}
+
+// apply runs one database transaction for reqs and answers each of them only
+// after the commit: an acknowledgement always means committed.
+func (w *Writer) apply(reqs []*request) error {
+	ops := make([]Op, len(reqs))
+	for i, r := range reqs {
+		ops[i] = r.op
+	}
+	var out []outcome
+	// Once taken from the queue, a batch is finished even if its callers
+	// leave or the server is stopping: a half-known outcome helps nobody.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := w.store.Write(ctx, func(tx BatchTx) error {
+		var err error
+		out, err = runBatch(ctx, w.wrap(tx), w.cfg.Now(), ops)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for i, r := range reqs {
+		r.out <- out[i]
+	}
+	return nil
+}
+
+func (w *Writer) learn(took time.Duration, n int) {
+	per := int64(took) / int64(n)
+	old := w.perOp.Load()
+	if old == 0 {
+		w.perOp.Store(per)
+		return
+	}
+	w.perOp.Store(old + (per-old)/8)
+}
+
+func (w *Writer) wrap(tx BatchTx) BatchTx {
+	if w.cfg.DropEvery <= 0 {
+		return tx
+	}
+	return &dropTx{BatchTx: tx, w: w}
+}
+
+// dropTx is the planted bug of WriterConfig.DropEvery.
+type dropTx struct {
+	BatchTx
+	w *Writer
+}
+
+var dropCounter atomic.Int64
+
+func (d *dropTx) Apply(ctx context.Context, ws *WriteSet) error {
+	keep := ws.Transactions[:0]
+	for _, t := range ws.Transactions {
+		if dropCounter.Add(1)%int64(d.w.cfg.DropEvery) == 0 {
+			continue
+		}
+		keep = append(keep, t)
+	}
+	ws.Transactions = keep
+	return d.BatchTx.Apply(ctx, ws)
+}
+
+// IsOverloaded reports whether err is a refusal for load.
+func IsOverloaded(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == CodeOverloaded
+}

@@ -1,0 +1,221 @@
+// Package postgres is pointd's storage on PostgreSQL (15 and later): it
+// implements ledger.Store and auth.KeyStore with pgx, and carries its schema
+// as numbered SQL migrations applied with goose.
+//
+// Everything lives in the schema the connection's search_path names first,
+// goose's version table included, so one database can hold several pointd
+// schemas (the tests use one per test).
+//
+// The SQL stays within what distributed engines that speak the PostgreSQL
+// protocol support: row locks (SELECT … FOR UPDATE), array parameters and
+// unnest, no advisory locks and no LISTEN.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+
+	"github.com/pointd/pointd/internal/auth"
+	"github.com/pointd/pointd/internal/ledger"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// DefaultMaxConns is the pool size when Open is given 0.
+const DefaultMaxConns = 8
+
+// DB is a pointd database on PostgreSQL: a fixed-size connection pool.
+type DB struct {
+	pool *pgxpool.Pool
+}
+
+var (
+	_ ledger.Store       = (*DB)(nil)
+	_ auth.KeyStore      = (*DB)(nil)
+	_ ledger.BatchTx     = (*batchTx)(nil)
+	_ ledger.AuditSource = (*auditSource)(nil)
+)
+
+// Open connects to the database dsn names with a pool of maxConns
+// connections (DefaultMaxConns when 0) and applies pending migrations.
+func Open(ctx context.Context, dsn string, maxConns int) (*DB, error) {
+	db, err := OpenNoMigrate(ctx, dsn, maxConns)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// OpenNoMigrate connects like Open but leaves the schema as it is.
+func OpenNoMigrate(ctx context.Context, dsn string, maxConns int) (*DB, error) {
+	if maxConns < 0 {
+		return nil, fmt.Errorf("postgres: maxConns must not be negative, got %d", maxConns)
+	}
+	if maxConns == 0 {
+		maxConns = DefaultMaxConns
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: parse dsn: %w", err)
+	}
+	// A small fixed pool: the batched writer needs one connection whatever
+	// the load, reads a few; the pool never grows nor shrinks.
+	cfg.MaxConns = int32(maxConns)
+	cfg.MinConns = int32(maxConns)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: open pool: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: connect to %s:%d/%s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
+	}
+	return &DB{pool: pool}, nil
+}
+
+// Close closes every connection of the pool.
+func (db *DB) Close() error {
+	db.pool.Close()
+	return nil
+}
+
+// Stats reports the pool: connections in use, idle, and the maximum.
+func (db *DB) Stats() (inUse, idle, max int) {
+	s := db.pool.Stat()
+	return int(s.AcquiredConns()), int(s.IdleConns()), int(s.MaxConns())
+}
+
+// Exec runs a statement outside the ledger. Only tests use it, to damage rows
+// behind the ledger's back and check the audit notices.
+func (db *DB) Exec(ctx context.Context, query string, args ...any) error {
+	_, err := db.pool.Exec(ctx, query, args...)
+	return err
+}
+
+// Migrate applies the pending migrations and returns the names of those it
+// applied. Several instances starting at once on a fresh database may race:
+// the losers fail, find nothing left to apply and return no error.
+func (db *DB) Migrate(ctx context.Context) (applied []string, err error) {
+	err = db.withProvider(func(p *goose.Provider) error {
+		res, err := p.Up(ctx)
+		for _, r := range res {
+			if r.Error == nil {
+				applied = append(applied, path.Base(r.Source.Path))
+			}
+		}
+		if err != nil {
+			if pending, perr := p.HasPending(ctx); perr == nil && !pending {
+				return nil // another instance applied them meanwhile
+			}
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return applied, fmt.Errorf("postgres: migrate: %w", err)
+	}
+	return applied, nil
+}
+
+// PendingMigrations lists the migrations Migrate would apply, by file name.
+func (db *DB) PendingMigrations(ctx context.Context) ([]string, error) {
+	var pending []string
+	err := db.withProvider(func(p *goose.Provider) error {
+		st, err := p.Status(ctx)
+		if err != nil {
+			return err
+		}
+		for _, s := range st {
+			if s.State == goose.StatePending {
+				pending = append(pending, path.Base(s.Source.Path))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: migration status: %w", err)
+	}
+	return pending, nil
+}
+
+// withProvider runs fn with a goose provider over the pool's connections, so
+// the version table goes where search_path says.
+func (db *DB) withProvider(fn func(*goose.Provider) error) error {
+	fsys, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		return err
+	}
+	sqlDB := stdlib.OpenDBFromPool(db.pool)
+	defer sqlDB.Close() // leaves the pool open
+	p, err := goose.NewProvider(goose.DialectPostgres, sqlDB, fsys, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return err
+	}
+	return fn(p)
+}
+
+// querier is what the pool, a connection and a transaction have in common.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// ts is how a time is written: to the microsecond, in UTC, NULL when zero.
+func ts(t time.Time) pgtype.Timestamptz {
+	if t.IsZero() {
+		return pgtype.Timestamptz{}
+	}
+	return pgtype.Timestamptz{Time: ledger.MicroTime(t), Valid: true}
+}
+
+// timeOf is how a time is read back: UTC, zero when NULL.
+func timeOf(t pgtype.Timestamptz) time.Time {
+	if !t.Valid {
+		return time.Time{}
+	}
+	return t.Time.UTC()
+}
+
+// nullText stores an empty string as NULL (for columns unique when set).
+func nullText(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
+
+// pgCode returns the SQLSTATE of err and the constraint it names, if any.
+func pgCode(err error) (code, constraint string) {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code, pe.ConstraintName
+	}
+	return "", ""
+}
+
+const (
+	uniqueViolation     = "23505"
+	foreignKeyViolation = "23503"
+)
+
+// limitArg turns "0 or less: no limit" into SQL's LIMIT NULL.
+func limitArg(limit int) *int64 {
+	if limit <= 0 {
+		return nil
+	}
+	n := int64(limit)
+	return &n
+}

@@ -1,0 +1,497 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/pointd/pointd/internal/ledger"
+)
+
+// writeAttempts is how many times Write runs a batch that lost a
+// serialization conflict or a deadlock before it gives up.
+const writeAttempts = 4
+
+// Write runs fn in one transaction on one connection and commits when fn
+// returns nil. READ COMMITTED is enough: fn's first load locks the chain
+// head, which makes every writer on the database (one per pointd instance)
+// wait for the one before it, and each later statement sees what that one
+// committed. A serialization failure or deadlock (which a distributed engine
+// may report where PostgreSQL would wait) runs fn again from the start.
+func (db *DB) Write(ctx context.Context, fn func(ledger.BatchTx) error) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = db.writeOnce(ctx, fn)
+		if err == nil || !retryable(err) || attempt == writeAttempts {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt*attempt) * 5 * time.Millisecond):
+		}
+	}
+}
+
+func (db *DB) writeOnce(ctx context.Context, fn func(ledger.BatchTx) error) error {
+	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return fmt.Errorf("begin write: %w", err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // a no-op after Commit
+	if err := fn(&batchTx{tx: tx}); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit write: %w", err)
+	}
+	return nil
+}
+
+// retryable reports a serialization failure or a deadlock.
+func retryable(err error) bool {
+	code, _ := pgCode(err)
+	return code == "40001" || code == "40P01"
+}
+
+// batchTx is the write transaction the batched writer fills. It remembers the
+// head and the accounts it loaded so that Apply can check that nothing
+// changed them behind its locks.
+type batchTx struct {
+	tx       pgx.Tx
+	headSeq  int64
+	headHash []byte
+	headRead bool
+	accounts map[int64]ledger.Account
+}
+
+func (b *batchTx) Head(ctx context.Context) (int64, []byte, error) {
+	var seq int64
+	var hash []byte
+	err := b.tx.QueryRow(ctx, `SELECT seq, hash FROM ledger_head WHERE id = 1 FOR UPDATE`).Scan(&seq, &hash)
+	if err != nil {
+		return 0, nil, fmt.Errorf("lock ledger head: %w", err)
+	}
+	b.headSeq, b.headHash, b.headRead = seq, hash, true
+	return seq, hash, nil
+}
+
+func (b *batchTx) Idempotency(ctx context.Context, keys []ledger.IdemKey) (map[ledger.IdemKey]ledger.IdemRecord, error) {
+	out := make(map[ledger.IdemKey]ledger.IdemRecord, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	scopes, ks := make([]string, len(keys)), make([]string, len(keys))
+	for i, k := range keys {
+		scopes[i], ks[i] = k.Scope, k.Key
+	}
+	recs, err := list(ctx, b.tx, scanIdem, `
+		SELECT `+idemCols+`
+		FROM unnest($1::text[], $2::text[]) AS k(scope, key)
+		JOIN idempotency i ON i.scope = k.scope AND i.key = k.key`, scopes, ks)
+	for _, r := range recs {
+		out[r.IdemKey] = r
+	}
+	return out, err
+}
+
+func (b *batchTx) Transactions(ctx context.Context, ids []string) (map[string]ledger.Transaction, error) {
+	out := make(map[string]ledger.Transaction, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	// Locked: a cancellation changes the original's counters.
+	txns, err := list(ctx, b.tx, scanTxn, `
+		SELECT `+txnCols+` FROM `+txnFrom+`
+		WHERE t.id = ANY($1)
+		ORDER BY t.id
+		FOR UPDATE OF t`, ids)
+	for _, t := range txns {
+		out[t.ID] = t
+	}
+	return out, err
+}
+
+func (b *batchTx) Holds(ctx context.Context, ids []string) (map[string]ledger.Hold, error) {
+	out := make(map[string]ledger.Hold, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	holds, err := list(ctx, b.tx, scanHold, `
+		SELECT `+holdCols+` FROM holds h
+		WHERE h.id = ANY($1)
+		ORDER BY h.id
+		FOR UPDATE`, ids)
+	for _, h := range holds {
+		out[h.ID] = h
+	}
+	return out, err
+}
+
+func (b *batchTx) Members(ctx context.Context, ids []string) (map[string]ledger.Member, error) {
+	out := make(map[string]ledger.Member, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	members, err := list(ctx, b.tx, scanMember, `SELECT `+memberCols+` FROM members m WHERE m.id = ANY($1)`, ids)
+	for _, m := range members {
+		out[m.ID] = m
+	}
+	return out, err
+}
+
+func (b *batchTx) Stores(ctx context.Context, ids []string) (map[string]ledger.StoreInfo, error) {
+	out := make(map[string]ledger.StoreInfo, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	stores, err := list(ctx, b.tx, scanStore, `SELECT `+storeCols+` FROM `+storeFrom+` WHERE s.id = ANY($1)`, ids)
+	for _, s := range stores {
+		out[s.ID] = s
+	}
+	return out, err
+}
+
+func (b *batchTx) EarnedReceipts(ctx context.Context, receipts []ledger.ReceiptKey) (map[ledger.ReceiptKey]string, error) {
+	out := make(map[ledger.ReceiptKey]string)
+	if len(receipts) == 0 {
+		return out, nil
+	}
+	merchants, stores, recs := make([]string, len(receipts)), make([]string, len(receipts)), make([]string, len(receipts))
+	for i, r := range receipts {
+		merchants[i], stores[i], recs[i] = r.MerchantID, r.StoreID, r.Receipt
+	}
+	type earned struct {
+		key ledger.ReceiptKey
+		id  string
+	}
+	rows, err := list(ctx, b.tx, func(row pgx.Row) (earned, error) {
+		var e earned
+		err := row.Scan(&e.key.MerchantID, &e.key.StoreID, &e.key.Receipt, &e.id)
+		return e, err
+	}, `
+		SELECT t.merchant_id, t.store_id, t.receipt, t.id
+		FROM unnest($1::text[], $2::text[], $3::text[]) AS r(merchant_id, store_id, receipt)
+		JOIN transactions t ON t.merchant_id = r.merchant_id AND t.store_id = r.store_id
+			AND t.receipt = r.receipt AND t.type = 'earn'`, merchants, stores, recs)
+	for _, e := range rows {
+		out[e.key] = e.id
+	}
+	return out, err
+}
+
+func (b *batchTx) Accounts(ctx context.Context, ids []int64) (map[int64]ledger.Account, error) {
+	out := make(map[int64]ledger.Account, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	// ORDER BY under FOR UPDATE locks in id order: two writers never deadlock.
+	accounts, err := list(ctx, b.tx, func(row pgx.Row) (ledger.Account, error) {
+		var a ledger.Account
+		err := row.Scan(&a.ID, &a.Balance, &a.Held)
+		return a, err
+	}, `SELECT id, balance, held FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
+	if b.accounts == nil {
+		b.accounts = make(map[int64]ledger.Account, len(accounts))
+	}
+	for _, a := range accounts {
+		out[a.ID] = a
+		b.accounts[a.ID] = a
+	}
+	return out, err
+}
+
+func (b *batchTx) Lots(ctx context.Context, memberIDs []string) (map[string][]ledger.Lot, error) {
+	out := make(map[string][]ledger.Lot, len(memberIDs))
+	if len(memberIDs) == 0 {
+		return out, nil
+	}
+	lots, err := list(ctx, b.tx, scanLot, `
+		SELECT `+lotCols+` FROM lots l
+		WHERE l.member_id = ANY($1) AND l.remaining > 0
+		ORDER BY l.member_id, l.expires_at, l.id
+		FOR UPDATE`, memberIDs)
+	for _, l := range lots {
+		out[l.MemberID] = append(out[l.MemberID], l)
+	}
+	return out, err
+}
+
+// Apply writes a batch in one round trip: a pipeline of multi-row
+// statements, each fed by arrays, none for what did not change.
+func (b *batchTx) Apply(ctx context.Context, w *ledger.WriteSet) error {
+	if err := checkUnique(w); err != nil {
+		return err
+	}
+	var pb pipeline
+
+	if n := len(w.Transactions); n > 0 {
+		var (
+			ids, types, members, merchants, stores, receipts, refs, reasons []string
+			seqs, amounts, points, cPoints, cAmounts                        []int64
+			created, restore                                                []pgtype.Timestamptz
+			prev, hash                                                      [][]byte
+			pTxn                                                            []string
+			pAcct, pAmount                                                  []int64
+		)
+		for _, t := range w.Transactions {
+			ids = append(ids, t.ID)
+			seqs = append(seqs, t.Seq)
+			types = append(types, string(t.Type))
+			members = append(members, t.MemberID)
+			merchants = append(merchants, t.MerchantID)
+			stores = append(stores, t.StoreID)
+			receipts = append(receipts, t.Receipt)
+			amounts = append(amounts, t.PurchaseAmount)
+			points = append(points, t.Points)
+			refs = append(refs, t.RefID)
+			reasons = append(reasons, t.Reason)
+			created = append(created, ts(t.CreatedAt))
+			restore = append(restore, ts(t.RestoreExpiresAt))
+			prev = append(prev, t.PrevHash)
+			hash = append(hash, t.Hash)
+			cPoints = append(cPoints, t.CancelledPoints)
+			cAmounts = append(cAmounts, t.CancelledAmount)
+			for _, p := range t.Postings {
+				pTxn = append(pTxn, t.ID)
+				pAcct = append(pAcct, p.AccountID)
+				pAmount = append(pAmount, p.Amount)
+			}
+		}
+		pb.exec("insert transactions", n, `
+			INSERT INTO transactions (id, seq, type, member_id, merchant_id, store_id, receipt,
+				purchase_amount, points, ref_id, reason, created_at, restore_expires_at,
+				prev_hash, hash, cancelled_points, cancelled_amount)
+			SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+				$8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::timestamptz[], $13::timestamptz[],
+				$14::bytea[], $15::bytea[], $16::bigint[], $17::bigint[])`,
+			ids, seqs, types, members, merchants, stores, receipts, amounts, points, refs, reasons,
+			created, restore, prev, hash, cPoints, cAmounts)
+		if len(pTxn) > 0 {
+			pb.exec("insert postings", len(pTxn), `
+				INSERT INTO postings (txn_id, account_id, amount)
+				SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])`, pTxn, pAcct, pAmount)
+		}
+	}
+
+	if n := len(w.Accounts); n > 0 {
+		ids, bal, held := make([]int64, n), make([]int64, n), make([]int64, n)
+		for i, a := range w.Accounts {
+			ids[i], bal[i], held[i] = a.ID, a.BalanceDelta, a.HeldDelta
+		}
+		// The rows are locked already (Accounts); RETURNING lets Apply check
+		// each against what it loaded plus the batch's delta.
+		pb.query("update accounts", n, `
+			UPDATE accounts AS a SET balance = a.balance + v.d, held = a.held + v.h
+			FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(id, d, h)
+			WHERE a.id = v.id
+			RETURNING a.id, a.balance, a.held`, b.checkAccounts(w.Accounts), ids, bal, held)
+	}
+
+	if n := len(w.NewLots); n > 0 {
+		ids, members := make([]string, n), make([]string, n)
+		points, remaining := make([]int64, n), make([]int64, n)
+		expires := make([]pgtype.Timestamptz, n)
+		for i, l := range w.NewLots {
+			ids[i], members[i], points[i], remaining[i], expires[i] = l.ID, l.MemberID, l.Points, l.Remaining, ts(l.ExpiresAt)
+		}
+		pb.exec("insert lots", n, `
+			INSERT INTO lots (id, member_id, points, remaining, expires_at)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[])`,
+			ids, members, points, remaining, expires)
+	}
+	if n := len(w.LotUpdates); n > 0 {
+		ids, remaining := make([]string, n), make([]int64, n)
+		for i, l := range w.LotUpdates {
+			ids[i], remaining[i] = l.ID, l.Remaining
+		}
+		pb.exec("update lots", n, `
+			UPDATE lots AS l SET remaining = v.remaining
+			FROM unnest($1::text[], $2::bigint[]) AS v(id, remaining)
+			WHERE l.id = v.id`, ids, remaining)
+	}
+
+	if n := len(w.NewHolds); n > 0 {
+		ids, members, merchants, stores, statuses := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		points := make([]int64, n)
+		expires, created := make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n)
+		for i, h := range w.NewHolds {
+			ids[i], members[i], merchants[i], stores[i], statuses[i] = h.ID, h.MemberID, h.MerchantID, h.StoreID, string(h.Status)
+			points[i], expires[i], created[i] = h.Points, ts(h.ExpiresAt), ts(h.CreatedAt)
+		}
+		pb.exec("insert holds", n, `
+			INSERT INTO holds (id, member_id, merchant_id, store_id, points, status, expires_at, created_at)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
+				$7::timestamptz[], $8::timestamptz[])`,
+			ids, members, merchants, stores, points, statuses, expires, created)
+	}
+	if n := len(w.HoldUpdates); n > 0 {
+		ids, statuses := make([]string, n), make([]string, n)
+		for i, h := range w.HoldUpdates {
+			ids[i], statuses[i] = h.ID, string(h.Status)
+		}
+		pb.exec("update holds", n, `
+			UPDATE holds AS h SET status = v.status
+			FROM unnest($1::text[], $2::text[]) AS v(id, status)
+			WHERE h.id = v.id`, ids, statuses)
+	}
+
+	if n := len(w.Cancels); n > 0 {
+		ids, cPoints, cAmounts := make([]string, n), make([]int64, n), make([]int64, n)
+		for i, c := range w.Cancels {
+			ids[i], cPoints[i], cAmounts[i] = c.ID, c.CancelledPoints, c.CancelledAmount
+		}
+		pb.exec("update cancel counters", n, `
+			UPDATE transactions AS t SET cancelled_points = v.p, cancelled_amount = v.a
+			FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS v(id, p, a)
+			WHERE t.id = v.id`, ids, cPoints, cAmounts)
+	}
+
+	if n := len(w.Idempotency); n > 0 {
+		scopes, keys, txns := make([]string, n), make([]string, n), make([]string, n)
+		reqs, resps := make([][]byte, n), make([][]byte, n)
+		created := make([]pgtype.Timestamptz, n)
+		for i, r := range w.Idempotency {
+			scopes[i], keys[i], txns[i] = r.Scope, r.Key, r.TxnID
+			reqs[i], resps[i], created[i] = r.RequestHash, r.Response, ts(r.CreatedAt)
+		}
+		pb.exec("insert idempotency", n, `
+			INSERT INTO idempotency (scope, key, request_hash, txn_id, response, created_at)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::bytea[], $6::timestamptz[])`,
+			scopes, keys, reqs, txns, resps, created)
+	}
+
+	if !b.headRead || w.HeadSeq != b.headSeq || !bytesEqual(w.HeadHash, b.headHash) {
+		pb.exec("update ledger head", 1, `UPDATE ledger_head SET seq = $1, hash = $2 WHERE id = 1`, w.HeadSeq, w.HeadHash)
+	}
+
+	return pb.run(ctx, b.tx)
+}
+
+// checkAccounts returns a check of the accounts an UPDATE … RETURNING gives
+// back: each must be what Accounts loaded plus the batch's delta (accounts
+// it did not load are not checked).
+func (b *batchTx) checkAccounts(changes []ledger.AccountChange) func(pgx.Rows) error {
+	return func(rows pgx.Rows) error {
+		want := make(map[int64]ledger.AccountChange, len(changes))
+		for _, c := range changes {
+			want[c.ID] = c
+		}
+		n := 0
+		for rows.Next() {
+			var a ledger.Account
+			if err := rows.Scan(&a.ID, &a.Balance, &a.Held); err != nil {
+				return err
+			}
+			n++
+			c := want[a.ID]
+			if before, ok := b.accounts[a.ID]; ok && (before.Balance+c.BalanceDelta != a.Balance || before.Held+c.HeldDelta != a.Held) {
+				return fmt.Errorf("account %d changed behind the batch's lock: loaded %d/%d, delta %d/%d, now %d/%d",
+					a.ID, before.Balance, before.Held, c.BalanceDelta, c.HeldDelta, a.Balance, a.Held)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if n != len(changes) {
+			return fmt.Errorf("%d accounts to update, %d found", len(changes), n)
+		}
+		return nil
+	}
+}
+
+// checkUnique refuses a write set that names a row twice among the updates:
+// an UPDATE … FROM would apply only one of the two, silently.
+func checkUnique(w *ledger.WriteSet) error {
+	dup := func(what string, ids []string) error {
+		s := slices.Clone(ids)
+		slices.Sort(s)
+		for i := 1; i < len(s); i++ {
+			if s[i] == s[i-1] {
+				return fmt.Errorf("write set names %s %s twice", what, s[i])
+			}
+		}
+		return nil
+	}
+	ids := func(n int, id func(int) string) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = id(i)
+		}
+		return out
+	}
+	return errors.Join(
+		dup("account", ids(len(w.Accounts), func(i int) string { return fmt.Sprint(w.Accounts[i].ID) })),
+		dup("lot update", ids(len(w.LotUpdates), func(i int) string { return w.LotUpdates[i].ID })),
+		dup("hold update", ids(len(w.HoldUpdates), func(i int) string { return w.HoldUpdates[i].ID })),
+		dup("cancellation of", ids(len(w.Cancels), func(i int) string { return w.Cancels[i].ID })),
+	)
+}
+
+func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
+
+// pipeline is a pgx.Batch whose statements each say what they are and how
+// many rows they must touch.
+type pipeline struct {
+	batch pgx.Batch
+	steps []step
+}
+
+type step struct {
+	what  string
+	rows  int64
+	check func(pgx.Rows) error // for queries; nil for plain statements
+}
+
+func (p *pipeline) exec(what string, rows int, sql string, args ...any) {
+	p.batch.Queue(sql, args...)
+	p.steps = append(p.steps, step{what: what, rows: int64(rows)})
+}
+
+func (p *pipeline) query(what string, rows int, sql string, check func(pgx.Rows) error, args ...any) {
+	p.batch.Queue(sql, args...)
+	p.steps = append(p.steps, step{what: what, rows: int64(rows), check: check})
+}
+
+// run sends every statement at once and reads every result: one round trip.
+func (p *pipeline) run(ctx context.Context, tx pgx.Tx) (err error) {
+	if len(p.steps) == 0 {
+		return nil
+	}
+	br := tx.SendBatch(ctx, &p.batch)
+	defer func() {
+		if cerr := br.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("apply batch: %w", cerr)
+		}
+	}()
+	for _, s := range p.steps {
+		if s.check != nil {
+			rows, err := br.Query()
+			if err != nil {
+				return fmt.Errorf("%s: %w", s.what, err)
+			}
+			err = s.check(rows)
+			rows.Close()
+			if err == nil {
+				err = rows.Err()
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", s.what, err)
+			}
+			continue
+		}
+		tag, err := br.Exec()
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.what, err)
+		}
+		if tag.RowsAffected() != s.rows {
+			return fmt.Errorf("%s: %d rows expected, %d written (a row is missing)", s.what, s.rows, tag.RowsAffected())
+		}
+	}
+	return nil
+}
