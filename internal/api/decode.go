@@ -25,7 +25,7 @@ func decode(r *http.Request, dst any, allowEmpty bool) *ledger.Error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return &ledger.Error{Code: codeUnsupportedMedia, Message: "send the body as application/json"}
+			return &ledger.Error{Code: codeUnsupportedMedia, Message: "send the body as JSON with Content-Type: application/json (curl -d sends a form type unless told otherwise)"}
 		}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody))

@@ -155,6 +155,13 @@ func (b *batch) load(ctx context.Context, ops []Op) error {
 	if b.receipts, err = b.tx.EarnedReceipts(ctx, uniq(receipts)); err != nil {
 		return fmt.Errorf("load receipts: %w", err)
 	}
+	// The batch adds to these as it goes; a store may return nil for none.
+	if b.receipts == nil {
+		b.receipts = map[ReceiptKey]string{}
+	}
+	if b.idem == nil {
+		b.idem = map[IdemKey]IdemRecord{}
+	}
 	accountIDs := []int64{AccountExpired, AccountAdjustments}
 	for _, m := range b.members {
 		accountIDs = append(accountIDs, m.AccountID)

@@ -184,9 +184,9 @@ func (w *Writer) fill(batch []*request) []*request {
 }
 
 // run applies a batch. Callers that already gave up are dropped before any
-// work is done for them. If the batch fails as a whole, each operation is
-// tried on its own so that one that poisons the batch (say, a receipt another
-// instance just used) fails alone.
+// work is done for them. If the batch fails as a whole, it is tried once more
+// (most failures are transient), then split in halves until the operation at
+// fault (say, a receipt another instance took a moment ago) fails alone.
 func (w *Writer) run(batch []*request) {
 	live := batch[:0]
 	for _, r := range batch {
@@ -209,21 +209,26 @@ func (w *Writer) run(batch []*request) {
 		w.learn(took, len(live))
 		return
 	}
-	w.cfg.Logger.Warn("ledger batch failed; retrying its operations one by one", "size", len(live), "err", err)
-	for _, r := range live {
-		var err error
-		for attempt := 0; attempt < 3; attempt++ {
-			if err = w.apply([]*request{r}); err == nil {
-				break
-			}
-			time.Sleep(time.Duration(attempt+1) * 20 * time.Millisecond)
-		}
-		if err != nil {
-			w.cfg.Logger.Error("ledger operation failed", "kind", r.op.Kind, "err", err)
-			r.out <- outcome{err: &Error{Code: CodeUnavailable, RetryAfter: 1,
-				Message: "the ledger could not commit this operation; retry with the same Idempotency-Key"}}
-		}
+	w.cfg.Logger.Warn("ledger batch failed; retrying", "size", len(live), "err", err)
+	time.Sleep(50 * time.Millisecond)
+	w.bisect(live)
+}
+
+func (w *Writer) bisect(reqs []*request) {
+	err := w.apply(reqs)
+	if err == nil {
+		return
 	}
+	if len(reqs) == 1 {
+		r := reqs[0]
+		w.cfg.Logger.Error("ledger operation failed", "kind", r.op.Kind, "err", err)
+		r.out <- outcome{err: &Error{Code: CodeUnavailable, RetryAfter: 1,
+			Message: "the ledger could not commit this operation; retry with the same Idempotency-Key"}}
+		return
+	}
+	mid := len(reqs) / 2
+	w.bisect(reqs[:mid])
+	w.bisect(reqs[mid:])
 }
 
 // apply runs one database transaction for reqs and answers each of them only
@@ -277,16 +282,37 @@ type dropTx struct {
 
 var dropCounter atomic.Int64
 
+// Apply loses every DropEvery-th transaction with the rows that point at it,
+// but keeps its balance changes: exactly the kind of silent loss the audit
+// and the surge verdict exist to catch.
 func (d *dropTx) Apply(ctx context.Context, ws *WriteSet) error {
+	dropped := map[string]bool{}
 	keep := ws.Transactions[:0]
 	for _, t := range ws.Transactions {
 		if dropCounter.Add(1)%int64(d.w.cfg.DropEvery) == 0 {
+			dropped[t.ID] = true
 			continue
 		}
 		keep = append(keep, t)
 	}
 	ws.Transactions = keep
+	if len(dropped) == 0 {
+		return d.BatchTx.Apply(ctx, ws)
+	}
+	ws.Idempotency = filter(ws.Idempotency, func(r IdemRecord) bool { return !dropped[r.TxnID] })
+	ws.NewLots = filter(ws.NewLots, func(l Lot) bool { return !dropped[l.ID] })
+	ws.NewHolds = filter(ws.NewHolds, func(h Hold) bool { return !dropped[h.ID] })
 	return d.BatchTx.Apply(ctx, ws)
+}
+
+func filter[T any](in []T, keep func(T) bool) []T {
+	out := in[:0]
+	for _, v := range in {
+		if keep(v) {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // IsOverloaded reports whether err is a refusal for load.

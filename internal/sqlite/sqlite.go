@@ -65,9 +65,10 @@ type DB struct {
 
 	// Statements prepared once per pool (database/sql keeps one per
 	// connection and prepares again on a new connection by itself).
-	mu     sync.Mutex
-	wstmts map[string]*sql.Stmt
-	rstmts map[string]*sql.Stmt
+	wmu    sync.Mutex
+	wstmts map[string]*sql.Stmt // the write path (batch.go)
+	rmu    sync.Mutex
+	rstmts map[string]*sql.Stmt // reads
 }
 
 // Open opens the database in dir (creating dir and the file when needed) and
@@ -226,14 +227,12 @@ func (db *DB) Stats() (writeConnsInUse, readConnsInUse, maxConns int) {
 
 // Close closes every connection.
 func (db *DB) Close() error {
-	db.mu.Lock()
-	for _, m := range []map[string]*sql.Stmt{db.wstmts, db.rstmts} {
-		for q, s := range m {
-			s.Close()
-			delete(m, q)
-		}
-	}
-	db.mu.Unlock()
+	db.wmu.Lock()
+	closeStmts(db.wstmts)
+	db.wmu.Unlock()
+	db.rmu.Lock()
+	closeStmts(db.rstmts)
+	db.rmu.Unlock()
 	return db.closePools()
 }
 
@@ -241,22 +240,33 @@ func (db *DB) closePools() error {
 	return errors.Join(db.r.Close(), db.w.Close())
 }
 
-// readStmt returns query prepared on the reader pool.
-func (db *DB) readStmt(ctx context.Context, query string) (*sql.Stmt, error) {
-	return db.stmt(ctx, db.r, db.rstmts, query)
+func closeStmts(m map[string]*sql.Stmt) {
+	for q, s := range m {
+		s.Close()
+		delete(m, q)
+	}
 }
 
-func (db *DB) stmt(ctx context.Context, pool *sql.DB, cache map[string]*sql.Stmt, query string) (*sql.Stmt, error) {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	if s, ok := cache[query]; ok {
+// readStmt returns query prepared on the reader pool.
+func (db *DB) readStmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	db.rmu.Lock()
+	s, ok := db.rstmts[query]
+	db.rmu.Unlock()
+	if ok {
 		return s, nil
 	}
-	s, err := pool.PrepareContext(ctx, query)
+	// Prepared without the lock: it waits for a free reader connection.
+	s, err := db.r.PrepareContext(ctx, query)
 	if err != nil {
 		return nil, err
 	}
-	cache[query] = s
+	db.rmu.Lock()
+	defer db.rmu.Unlock()
+	if prev, ok := db.rstmts[query]; ok { // another goroutine was first
+		s.Close()
+		return prev, nil
+	}
+	db.rstmts[query] = s
 	return s, nil
 }
 
