@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -75,6 +76,9 @@ func OpenNoMigrate(ctx context.Context, dsn string, maxConns int) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: parse dsn: %w", err)
 	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "pointd" // in pg_stat_activity
+	}
 	// A small fixed pool: the batched writer needs one connection whatever
 	// the load, reads a few; the pool never grows nor shrinks.
 	cfg.MaxConns = int32(maxConns)
@@ -110,23 +114,28 @@ func (db *DB) Exec(ctx context.Context, query string, args ...any) error {
 }
 
 // Migrate applies the pending migrations and returns the names of those it
-// applied. Several instances starting at once on a fresh database may race:
-// the losers fail, find nothing left to apply and return no error.
+// applied. Instances starting together on a fresh database may race to
+// apply the same migration: the loser's attempt fails and rolls back, and it
+// tries again, finding the migration applied.
 func (db *DB) Migrate(ctx context.Context) (applied []string, err error) {
 	err = db.withProvider(func(p *goose.Provider) error {
-		res, err := p.Up(ctx)
-		for _, r := range res {
-			if r.Error == nil {
-				applied = append(applied, path.Base(r.Source.Path))
+		const attempts = 3
+		for attempt := 1; ; attempt++ {
+			res, err := p.Up(ctx)
+			for _, r := range res {
+				if r.Error == nil {
+					applied = append(applied, path.Base(r.Source.Path))
+				}
+			}
+			if err == nil || attempt == attempts {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
 			}
 		}
-		if err != nil {
-			if pending, perr := p.HasPending(ctx); perr == nil && !pending {
-				return nil // another instance applied them meanwhile
-			}
-			return err
-		}
-		return nil
 	})
 	if err != nil {
 		return applied, fmt.Errorf("postgres: migrate: %w", err)
@@ -135,8 +144,24 @@ func (db *DB) Migrate(ctx context.Context) (applied []string, err error) {
 }
 
 // PendingMigrations lists the migrations Migrate would apply, by file name.
+// It changes nothing, not even on a database never migrated.
 func (db *DB) PendingMigrations(ctx context.Context) ([]string, error) {
+	var versioned bool
+	if err := db.pool.QueryRow(ctx, `SELECT to_regclass('goose_db_version') IS NOT NULL`).Scan(&versioned); err != nil {
+		return nil, fmt.Errorf("postgres: migration status: %w", err)
+	}
 	var pending []string
+	if !versioned { // goose would create its table to answer: all are pending
+		names, err := fs.Glob(migrationFiles, "migrations/*.sql")
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range names {
+			pending = append(pending, path.Base(n))
+		}
+		slices.Sort(pending)
+		return pending, nil
+	}
 	err := db.withProvider(func(p *goose.Provider) error {
 		st, err := p.Status(ctx)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/pointd/pointd/internal/auth"
@@ -25,6 +26,11 @@ func TestMigrations(t *testing.T) {
 		mustOK(t, err)
 		if !slices.Equal(pending, []string{"00001_init.sql"}) {
 			t.Fatalf("pending = %v", pending)
+		}
+		var created bool
+		mustOK(t, db.pool.QueryRow(ctx, `SELECT to_regclass('goose_db_version') IS NOT NULL`).Scan(&created))
+		if created {
+			t.Fatal("PendingMigrations created goose's table")
 		}
 		applied, err := db.Migrate(ctx)
 		mustOK(t, err)
@@ -76,6 +82,32 @@ func TestMigrations(t *testing.T) {
 			t.Fatalf("new account id %d", m.AccountID)
 		}
 	})
+}
+
+func TestConcurrentOpen(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	var wg sync.WaitGroup
+	dbs := make([]*DB, 4)
+	errs := make([]error, 4)
+	for i := range dbs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dbs[i], errs[i] = Open(context.Background(), dsn, 1)
+		}()
+	}
+	wg.Wait()
+	for i, db := range dbs {
+		if errs[i] != nil {
+			t.Errorf("instance %d: %v", i, errs[i])
+			continue
+		}
+		pending, err := db.PendingMigrations(context.Background())
+		if err != nil || len(pending) != 0 {
+			t.Errorf("instance %d: pending %v, %v", i, pending, err)
+		}
+		db.Close()
+	}
 }
 
 func TestOpenUnreachable(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -90,14 +91,22 @@ func (b *batchTx) Idempotency(ctx context.Context, keys []ledger.IdemKey) (map[l
 	for i, k := range keys {
 		scopes[i], ks[i] = k.Scope, k.Key
 	}
+	// A lateral lookup per key: one index probe each, whatever the
+	// planner's statistics say about the table.
 	recs, err := list(ctx, b.tx, scanIdem, `
 		SELECT `+idemCols+`
 		FROM unnest($1::text[], $2::text[]) AS k(scope, key)
-		JOIN idempotency i ON i.scope = k.scope AND i.key = k.key`, scopes, ks)
+		CROSS JOIN LATERAL (
+			SELECT * FROM idempotency i WHERE i.scope = k.scope AND i.key = k.key
+			LIMIT 1
+		) i`, scopes, ks)
+	if err != nil {
+		return nil, err
+	}
 	for _, r := range recs {
 		out[r.IdemKey] = r
 	}
-	return out, err
+	return out, nil
 }
 
 func (b *batchTx) Transactions(ctx context.Context, ids []string) (map[string]ledger.Transaction, error) {
@@ -111,10 +120,13 @@ func (b *batchTx) Transactions(ctx context.Context, ids []string) (map[string]le
 		WHERE t.id = ANY($1)
 		ORDER BY t.id
 		FOR UPDATE OF t`, ids)
+	if err != nil {
+		return nil, err
+	}
 	for _, t := range txns {
 		out[t.ID] = t
 	}
-	return out, err
+	return out, nil
 }
 
 func (b *batchTx) Holds(ctx context.Context, ids []string) (map[string]ledger.Hold, error) {
@@ -127,10 +139,13 @@ func (b *batchTx) Holds(ctx context.Context, ids []string) (map[string]ledger.Ho
 		WHERE h.id = ANY($1)
 		ORDER BY h.id
 		FOR UPDATE`, ids)
+	if err != nil {
+		return nil, err
+	}
 	for _, h := range holds {
 		out[h.ID] = h
 	}
-	return out, err
+	return out, nil
 }
 
 func (b *batchTx) Members(ctx context.Context, ids []string) (map[string]ledger.Member, error) {
@@ -139,10 +154,13 @@ func (b *batchTx) Members(ctx context.Context, ids []string) (map[string]ledger.
 		return out, nil
 	}
 	members, err := list(ctx, b.tx, scanMember, `SELECT `+memberCols+` FROM members m WHERE m.id = ANY($1)`, ids)
+	if err != nil {
+		return nil, err
+	}
 	for _, m := range members {
 		out[m.ID] = m
 	}
-	return out, err
+	return out, nil
 }
 
 func (b *batchTx) Stores(ctx context.Context, ids []string) (map[string]ledger.StoreInfo, error) {
@@ -151,10 +169,13 @@ func (b *batchTx) Stores(ctx context.Context, ids []string) (map[string]ledger.S
 		return out, nil
 	}
 	stores, err := list(ctx, b.tx, scanStore, `SELECT `+storeCols+` FROM `+storeFrom+` WHERE s.id = ANY($1)`, ids)
+	if err != nil {
+		return nil, err
+	}
 	for _, s := range stores {
 		out[s.ID] = s
 	}
-	return out, err
+	return out, nil
 }
 
 func (b *batchTx) EarnedReceipts(ctx context.Context, receipts []ledger.ReceiptKey) (map[ledger.ReceiptKey]string, error) {
@@ -166,6 +187,9 @@ func (b *batchTx) EarnedReceipts(ctx context.Context, receipts []ledger.ReceiptK
 	for i, r := range receipts {
 		merchants[i], stores[i], recs[i] = r.MerchantID, r.StoreID, r.Receipt
 	}
+	// A lateral lookup per receipt, in the partial unique index: a plain
+	// join may hash the whole table when its statistics are stale, and a
+	// batch would then cost as much as the ledger is long.
 	type earned struct {
 		key ledger.ReceiptKey
 		id  string
@@ -175,14 +199,21 @@ func (b *batchTx) EarnedReceipts(ctx context.Context, receipts []ledger.ReceiptK
 		err := row.Scan(&e.key.MerchantID, &e.key.StoreID, &e.key.Receipt, &e.id)
 		return e, err
 	}, `
-		SELECT t.merchant_id, t.store_id, t.receipt, t.id
+		SELECT r.merchant_id, r.store_id, r.receipt, e.id
 		FROM unnest($1::text[], $2::text[], $3::text[]) AS r(merchant_id, store_id, receipt)
-		JOIN transactions t ON t.merchant_id = r.merchant_id AND t.store_id = r.store_id
-			AND t.receipt = r.receipt AND t.type = 'earn'`, merchants, stores, recs)
+		CROSS JOIN LATERAL (
+			SELECT t.id FROM transactions t
+			WHERE t.merchant_id = r.merchant_id AND t.store_id = r.store_id
+				AND t.receipt = r.receipt AND t.type = 'earn'
+			LIMIT 1
+		) e`, merchants, stores, recs)
+	if err != nil {
+		return nil, err
+	}
 	for _, e := range rows {
 		out[e.key] = e.id
 	}
-	return out, err
+	return out, nil
 }
 
 func (b *batchTx) Accounts(ctx context.Context, ids []int64) (map[int64]ledger.Account, error) {
@@ -196,6 +227,9 @@ func (b *batchTx) Accounts(ctx context.Context, ids []int64) (map[int64]ledger.A
 		err := row.Scan(&a.ID, &a.Balance, &a.Held)
 		return a, err
 	}, `SELECT id, balance, held FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
+	if err != nil {
+		return nil, err
+	}
 	if b.accounts == nil {
 		b.accounts = make(map[int64]ledger.Account, len(accounts))
 	}
@@ -203,7 +237,7 @@ func (b *batchTx) Accounts(ctx context.Context, ids []int64) (map[int64]ledger.A
 		out[a.ID] = a
 		b.accounts[a.ID] = a
 	}
-	return out, err
+	return out, nil
 }
 
 func (b *batchTx) Lots(ctx context.Context, memberIDs []string) (map[string][]ledger.Lot, error) {
@@ -211,15 +245,32 @@ func (b *batchTx) Lots(ctx context.Context, memberIDs []string) (map[string][]le
 	if len(memberIDs) == 0 {
 		return out, nil
 	}
+	// Not locked: most of the lots loaded will not change, and the lock on
+	// the chain head already keeps every other writer out. One index range
+	// per member (lateral), whatever the statistics say.
 	lots, err := list(ctx, b.tx, scanLot, `
-		SELECT `+lotCols+` FROM lots l
-		WHERE l.member_id = ANY($1) AND l.remaining > 0
-		ORDER BY l.member_id, l.expires_at, l.id
-		FOR UPDATE`, memberIDs)
+		SELECT `+lotCols+`
+		FROM unnest($1::text[]) AS m(id)
+		CROSS JOIN LATERAL (
+			SELECT * FROM lots l
+			WHERE l.member_id = m.id AND l.remaining > 0
+			ORDER BY l.expires_at, l.id
+		) l`, memberIDs)
+	if err != nil {
+		return nil, err
+	}
 	for _, l := range lots {
 		out[l.MemberID] = append(out[l.MemberID], l)
 	}
-	return out, err
+	for _, list := range out {
+		slices.SortFunc(list, func(x, y ledger.Lot) int {
+			if c := x.ExpiresAt.Compare(y.ExpiresAt); c != 0 {
+				return c
+			}
+			return strings.Compare(x.ID, y.ID)
+		})
+	}
+	return out, nil
 }
 
 // Apply writes a batch in one round trip: a pipeline of multi-row
@@ -370,7 +421,11 @@ func (b *batchTx) Apply(ctx context.Context, w *ledger.WriteSet) error {
 		pb.exec("update ledger head", 1, `UPDATE ledger_head SET seq = $1, hash = $2 WHERE id = 1`, w.HeadSeq, w.HeadHash)
 	}
 
-	return pb.run(ctx, b.tx)
+	if err := pb.run(ctx, b.tx); err != nil {
+		return err
+	}
+	b.headSeq, b.headHash, b.headRead = w.HeadSeq, w.HeadHash, true
+	return nil
 }
 
 // checkAccounts returns a check of the accounts an UPDATE … RETURNING gives
@@ -390,9 +445,12 @@ func (b *batchTx) checkAccounts(changes []ledger.AccountChange) func(pgx.Rows) e
 			}
 			n++
 			c := want[a.ID]
-			if before, ok := b.accounts[a.ID]; ok && (before.Balance+c.BalanceDelta != a.Balance || before.Held+c.HeldDelta != a.Held) {
-				return fmt.Errorf("account %d changed behind the batch's lock: loaded %d/%d, delta %d/%d, now %d/%d",
-					a.ID, before.Balance, before.Held, c.BalanceDelta, c.HeldDelta, a.Balance, a.Held)
+			if before, ok := b.accounts[a.ID]; ok {
+				if before.Balance+c.BalanceDelta != a.Balance || before.Held+c.HeldDelta != a.Held {
+					return fmt.Errorf("account %d changed behind the batch's lock: loaded %d/%d, delta %d/%d, now %d/%d",
+						a.ID, before.Balance, before.Held, c.BalanceDelta, c.HeldDelta, a.Balance, a.Held)
+				}
+				b.accounts[a.ID] = a // a second Apply in this transaction starts from here
 			}
 		}
 		if err := rows.Err(); err != nil {
@@ -405,9 +463,18 @@ func (b *batchTx) checkAccounts(changes []ledger.AccountChange) func(pgx.Rows) e
 	}
 }
 
-// checkUnique refuses a write set that names a row twice among the updates:
-// an UPDATE … FROM would apply only one of the two, silently.
+// checkUnique refuses a write set that names a row twice among the updates
+// (an UPDATE … FROM would apply only one of the two, silently), or whose
+// postings are not in account order (the order they are read back in).
 func checkUnique(w *ledger.WriteSet) error {
+	for _, t := range w.Transactions {
+		for i := 1; i < len(t.Postings); i++ {
+			if t.Postings[i].AccountID <= t.Postings[i-1].AccountID {
+				// Read back in account order, they would no longer hash the same.
+				return fmt.Errorf("postings of transaction %s are not in strictly increasing account order", t.ID)
+			}
+		}
+	}
 	dup := func(what string, ids []string) error {
 		s := slices.Clone(ids)
 		slices.Sort(s)
