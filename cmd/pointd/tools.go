@@ -118,7 +118,7 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer db.Close()
 	start := time.Now()
-	rep, err := ledger.Verify(ctx, db.Audit())
+	rep, err := ledger.VerifyStore(ctx, db)
 	if err != nil {
 		return err
 	}

@@ -95,9 +95,8 @@ type ReceiptKey struct {
 	Receipt    string
 }
 
-// AccountChange is the final state of an account after a batch, and the
-// summed deltas that lead there; stores apply the deltas (in id order), the
-// final state is there to check against.
+// AccountChange is what a batch adds to an account: the summed deltas of all
+// its operations, applied once (in id order).
 type AccountChange struct {
 	ID           int64
 	BalanceDelta int64
@@ -114,7 +113,9 @@ type CancelCounters struct {
 // WriteSet is everything one batch changes, in the order stores should write
 // it. Slices are sorted by id where the order matters for locking.
 type WriteSet struct {
-	Transactions []Transaction // in Seq order, each with its postings
+	// Transactions in Seq order, each with its postings in increasing
+	// account order (the order ChainHash covers and stores return).
+	Transactions []Transaction
 	Accounts     []AccountChange
 	NewLots      []Lot
 	LotUpdates   []Lot // existing lots: new Remaining

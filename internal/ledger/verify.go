@@ -63,6 +63,27 @@ type origin struct {
 	summed    int64 // what cancellations referencing it add up to
 }
 
+// Snapshotter is a Store that can run all the audit's scans on one
+// consistent snapshot, so that auditing a live database is exact.
+type Snapshotter interface {
+	AuditSnapshot(ctx context.Context, fn func(AuditSource) error) error
+}
+
+// VerifyStore audits s, on one snapshot when s offers one.
+func VerifyStore(ctx context.Context, s Store) (*AuditReport, error) {
+	sn, ok := s.(Snapshotter)
+	if !ok {
+		return Verify(ctx, s.Audit())
+	}
+	var rep *AuditReport
+	err := sn.AuditSnapshot(ctx, func(src AuditSource) error {
+		var err error
+		rep, err = Verify(ctx, src)
+		return err
+	})
+	return rep, err
+}
+
 // Verify audits the whole ledger: every transaction balanced and chained,
 // balances equal to their postings, lots equal to balances, held points equal
 // to active holds, no balance below zero but by the cancellation policy,

@@ -254,11 +254,15 @@ func (db *DB) Idempotency(ctx context.Context, scope, key string) (ledger.IdemRe
 
 // DueLotMembers lists members with lots that have points remaining and
 // expire at or before now, those whose lots expired first first, at most
-// limit (all when 0).
+// limit (all when 0). Members whose points are all reserved by holds are left
+// out: nothing of theirs can expire now, and listing them on every pass would
+// crowd out the others.
 func (db *DB) DueLotMembers(ctx context.Context, now time.Time, limit int) ([]string, error) {
 	return list(ctx, db.pool, scanString,
 		`SELECT l.member_id FROM lots l
-		WHERE l.remaining > 0 AND l.expires_at <= $1
+		JOIN members m ON m.id = l.member_id
+		JOIN accounts a ON a.id = m.account_id
+		WHERE l.remaining > 0 AND l.expires_at <= $1 AND a.balance > a.held
 		GROUP BY l.member_id
 		ORDER BY min(l.expires_at), l.member_id
 		LIMIT $2`, ts(now), limitArg(limit))

@@ -424,7 +424,14 @@ func TestLotsAndDue(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return tx.Apply(ctx, &ledger.WriteSet{NewLots: lots, NewHolds: holds, HeadSeq: seq, HeadHash: hash})
+		// Balances above held: members whose points are all held are not due.
+		ids := []int64{f.alice.AccountID, f.bob.AccountID}
+		slices.Sort(ids)
+		if _, err := tx.Accounts(ctx, ids); err != nil {
+			return err
+		}
+		changes := []ledger.AccountChange{{ID: ids[0], BalanceDelta: 100}, {ID: ids[1], BalanceDelta: 100}}
+		return tx.Apply(ctx, &ledger.WriteSet{NewLots: lots, NewHolds: holds, Accounts: changes, HeadSeq: seq, HeadHash: hash})
 	}))
 
 	t.Run("a member's open lots come earliest expiry first, ties by id", func(t *testing.T) {

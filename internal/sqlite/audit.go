@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 
 	"github.com/pointd/pointd/internal/ledger"
@@ -11,15 +12,43 @@ import (
 // reader connection: it streams its rows and sees one snapshot of the file
 // (in WAL mode a statement's read transaction lasts until its last row),
 // while the writer goes on.
-func (db *DB) Audit() ledger.AuditSource { return audit{db} }
+func (db *DB) Audit() ledger.AuditSource { return audit{db.r} }
 
-type audit struct{ db *DB }
+// AuditSnapshot runs fn with an AuditSource whose scans all read one
+// snapshot: one read transaction on one reader connection, so auditing a
+// database that a server is writing to reports no false discrepancies. fn
+// must not start another scan from inside a scan's callback.
+func (db *DB) AuditSnapshot(ctx context.Context, fn func(ledger.AuditSource) error) error {
+	conn, err := db.r.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("sqlite: audit snapshot: %w", err)
+	}
+	defer conn.Close()
+	tx, err := conn.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("sqlite: audit snapshot: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // read only: nothing to keep
+	// In WAL mode the snapshot is taken at the first read, not at BEGIN.
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM ledger_head`).Scan(&n); err != nil {
+		return fmt.Errorf("sqlite: audit snapshot: %w", err)
+	}
+	return fn(audit{tx})
+}
+
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+type audit struct{ q queryer }
 
 // Transactions calls fn for every transaction in seq order, with its postings.
 func (a audit) Transactions(ctx context.Context, fn func(ledger.Transaction) error) error {
 	// seq is the rowid and postings are keyed by (txn_id, account_id): the
 	// join walks both in the order asked for, without sorting.
-	rows, err := a.db.r.QueryContext(ctx, `
+	rows, err := a.q.QueryContext(ctx, `
 		SELECT `+txnCols+`
 		FROM transactions t LEFT JOIN postings p ON p.txn_id = t.id
 		ORDER BY t.seq, p.account_id`)
@@ -31,7 +60,7 @@ func (a audit) Transactions(ctx context.Context, fn func(ledger.Transaction) err
 
 // Accounts calls fn for every account, with the member's id on member accounts.
 func (a audit) Accounts(ctx context.Context, fn func(ledger.Account, string) error) error {
-	rows, err := a.db.r.QueryContext(ctx, `
+	rows, err := a.q.QueryContext(ctx, `
 		SELECT id, balance, held, CASE kind WHEN 'member' THEN owner_id ELSE '' END
 		FROM accounts ORDER BY id`)
 	if err != nil {
@@ -53,7 +82,7 @@ func (a audit) Accounts(ctx context.Context, fn func(ledger.Account, string) err
 
 // Lots calls fn for every lot.
 func (a audit) Lots(ctx context.Context, fn func(ledger.Lot) error) error {
-	rows, err := a.db.r.QueryContext(ctx, `SELECT `+lotCols+` FROM lots l ORDER BY l.id`)
+	rows, err := a.q.QueryContext(ctx, `SELECT `+lotCols+` FROM lots l ORDER BY l.id`)
 	if err != nil {
 		return fmt.Errorf("sqlite: audit lots: %w", err)
 	}
@@ -72,7 +101,7 @@ func (a audit) Lots(ctx context.Context, fn func(ledger.Lot) error) error {
 
 // Holds calls fn for every hold.
 func (a audit) Holds(ctx context.Context, fn func(ledger.Hold) error) error {
-	rows, err := a.db.r.QueryContext(ctx, `SELECT `+holdCols+` FROM holds h ORDER BY h.id`)
+	rows, err := a.q.QueryContext(ctx, `SELECT `+holdCols+` FROM holds h ORDER BY h.id`)
 	if err != nil {
 		return fmt.Errorf("sqlite: audit holds: %w", err)
 	}
@@ -91,7 +120,7 @@ func (a audit) Holds(ctx context.Context, fn func(ledger.Hold) error) error {
 
 // OrphanIdempotency lists idempotency records whose transaction is missing.
 func (a audit) OrphanIdempotency(ctx context.Context) ([]ledger.IdemKey, error) {
-	rows, err := a.db.r.QueryContext(ctx, `
+	rows, err := a.q.QueryContext(ctx, `
 		SELECT i.scope, i.key FROM idempotency i
 		WHERE NOT EXISTS (SELECT 1 FROM transactions t WHERE t.id = i.txn_id)
 		ORDER BY i.scope, i.key`)
@@ -114,7 +143,7 @@ func (a audit) OrphanIdempotency(ctx context.Context) ([]ledger.IdemKey, error) 
 func (a audit) Head(ctx context.Context) (int64, []byte, error) {
 	var seq int64
 	var hash []byte
-	if err := a.db.r.QueryRowContext(ctx, `SELECT seq, hash FROM ledger_head WHERE id = 1`).Scan(&seq, &hash); err != nil {
+	if err := a.q.QueryRowContext(ctx, `SELECT seq, hash FROM ledger_head WHERE id = 1`).Scan(&seq, &hash); err != nil {
 		return 0, nil, fmt.Errorf("sqlite: ledger head: %w", err)
 	}
 	return seq, hash, nil

@@ -182,14 +182,18 @@ func (db *DB) Idempotency(ctx context.Context, scope, key string) (ledger.IdemRe
 }
 
 // DueLotMembers lists members that have lots with points remaining that
-// expire at or before now, at most limit of them.
+// expire at or before now, at most limit of them. Members whose points are
+// all reserved by holds are left out: nothing of theirs can expire now, and
+// listing them again on every pass would crowd out the others.
 func (db *DB) DueLotMembers(ctx context.Context, now time.Time, limit int) ([]string, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
 	rows, err := db.query(ctx, `
-		SELECT DISTINCT member_id FROM lots
-		WHERE remaining > 0 AND expires_at <= ?
+		SELECT DISTINCT l.member_id FROM lots l
+		JOIN members m ON m.id = l.member_id
+		JOIN accounts a ON a.id = m.account_id
+		WHERE l.remaining > 0 AND l.expires_at <= ? AND a.balance > a.held
 		LIMIT ?`, now.UnixMicro(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("due lots: %w", err)
