@@ -70,7 +70,7 @@ func ExpireDue(ctx context.Context, store Store, w *Writer, now time.Time) (Expi
 		}
 		before := st.LotMembers
 		run(ops, &st.LotMembers)
-		// Due lots that holds protect stay listed: stop when a pass makes no progress.
+		// Stop when a pass makes no progress, whatever a store lists.
 		if len(ids) < page || st.LotMembers == before {
 			break
 		}

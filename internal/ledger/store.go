@@ -29,7 +29,9 @@ type Store interface {
 	Idempotency(ctx context.Context, scope, key string) (IdemRecord, bool, error)
 
 	// DueLotMembers lists members that have lots with points remaining that
-	// expire at or before now.
+	// expire at or before now, leaving out those whose points are all held
+	// (nothing of theirs can expire while the holds last). A limit of 0 or
+	// less means no limit, here and in the other listing methods.
 	DueLotMembers(ctx context.Context, now time.Time, limit int) ([]string, error)
 	// DueHolds lists active holds that expire at or before now.
 	DueHolds(ctx context.Context, now time.Time, limit int) ([]string, error)

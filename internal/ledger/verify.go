@@ -57,10 +57,13 @@ const (
 )
 
 type origin struct {
-	typ       TxType
-	points    int64
-	cancelled int64 // the stored counter
-	summed    int64 // what cancellations referencing it add up to
+	typ             TxType
+	points          int64
+	purchase        int64
+	cancelled       int64 // the stored counters
+	cancelledAmount int64
+	summed          int64 // what cancellations referencing it add up to
+	summedAmount    int64
 }
 
 // Snapshotter is a Store that can run all the audit's scans on one
@@ -123,13 +126,15 @@ func Verify(ctx context.Context, src AuditSource) (*AuditReport, error) {
 		// platform's; find it by the member's account once known.
 		switch t.Type {
 		case TxEarn, TxRedeem:
-			origins[t.ID] = &origin{typ: t.Type, points: t.Points, cancelled: t.CancelledPoints}
+			origins[t.ID] = &origin{typ: t.Type, points: t.Points, purchase: t.PurchaseAmount,
+				cancelled: t.CancelledPoints, cancelledAmount: t.CancelledAmount}
 		case TxCancelEarn, TxCancelRedeem:
 			o := origins[t.RefID]
 			if o == nil {
 				r.add(BadReference, "cancellation %s refers to %s, which is not an earlier earn or redemption", t.ID, t.RefID)
 			} else {
 				o.summed += t.Points
+				o.summedAmount += t.PurchaseAmount // what this refund added to the refunded amount
 				if (t.Type == TxCancelEarn) != (o.typ == TxEarn) {
 					r.add(BadReference, "cancellation %s is of the wrong type for %s", t.ID, t.RefID)
 				}
@@ -164,6 +169,14 @@ func Verify(ctx context.Context, src AuditSource) (*AuditReport, error) {
 		}
 		if o.summed > o.points {
 			r.add(BadOverCancelled, "transaction %s of %d points had %d cancelled", id, o.points, o.summed)
+		}
+		// The refunded amount decides what the next refund by amount takes
+		// back, so it is audited like the points.
+		if o.summedAmount != o.cancelledAmount {
+			r.add(BadCancelled, "transaction %s records %d of its purchase refunded, its cancellations sum to %d", id, o.cancelledAmount, o.summedAmount)
+		}
+		if o.summedAmount > o.purchase {
+			r.add(BadOverCancelled, "transaction %s of a %d purchase had %d refunded", id, o.purchase, o.summedAmount)
 		}
 	}
 	seq, hash, err := src.Head(ctx)

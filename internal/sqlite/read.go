@@ -104,7 +104,7 @@ func (db *DB) Transaction(ctx context.Context, id string) (ledger.Transaction, e
 // their postings: those below beforeSeq (all when it is 0), at most limit.
 func (db *DB) MemberTransactions(ctx context.Context, memberID string, beforeSeq int64, limit int) ([]ledger.Transaction, error) {
 	if limit <= 0 {
-		return nil, nil
+		limit = -1 // SQLite's "no limit"
 	}
 	if beforeSeq <= 0 {
 		beforeSeq = math.MaxInt64
@@ -187,7 +187,7 @@ func (db *DB) Idempotency(ctx context.Context, scope, key string) (ledger.IdemRe
 // listing them again on every pass would crowd out the others.
 func (db *DB) DueLotMembers(ctx context.Context, now time.Time, limit int) ([]string, error) {
 	if limit <= 0 {
-		return nil, nil
+		limit = -1 // SQLite's "no limit"
 	}
 	rows, err := db.query(ctx, `
 		SELECT DISTINCT l.member_id FROM lots l
@@ -205,7 +205,7 @@ func (db *DB) DueLotMembers(ctx context.Context, now time.Time, limit int) ([]st
 // expired first, at most limit of them.
 func (db *DB) DueHolds(ctx context.Context, now time.Time, limit int) ([]string, error) {
 	if limit <= 0 {
-		return nil, nil
+		limit = -1 // SQLite's "no limit"
 	}
 	rows, err := db.query(ctx, `
 		SELECT id FROM holds
