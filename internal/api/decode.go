@@ -8,7 +8,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/pointd/pointd/internal/ledger"
@@ -49,7 +51,7 @@ func decodeBytes(body []byte, dst any, allowEmpty bool) *ledger.Error {
 	if !utf8.Valid(body) {
 		return &ledger.Error{Code: codeMalformedJSON, Message: "the body is not valid UTF-8"}
 	}
-	if err := checkShape(body); err != nil {
+	if err := checkShape(body, dst); err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -60,9 +62,13 @@ func decodeBytes(body []byte, dst any, allowEmpty bool) *ledger.Error {
 	return nil
 }
 
-// checkShape walks the tokens once: one object at the top, no duplicate
-// names at any depth, nothing after it.
-func checkShape(body []byte) *ledger.Error {
+// checkShape walks the tokens once: one object at the top whose names are
+// exactly (not case-insensitively, as encoding/json would match them) the
+// names of dst, each once, each with a plain value, and nothing after it. No
+// request body of this API nests objects or arrays, so refusing them at
+// once also bounds the work a hostile body can cause.
+func checkShape(body []byte, dst any) *ledger.Error {
+	allowed := fieldNames(dst)
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	tok, err := dec.Token()
@@ -72,16 +78,6 @@ func checkShape(body []byte) *ledger.Error {
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
 		return &ledger.Error{Code: codeMalformedJSON, Message: "the body must be a JSON object"}
 	}
-	if err := walkObject(dec, ""); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return &ledger.Error{Code: codeMalformedJSON, Message: "the body has data after the JSON object"}
-	}
-	return nil
-}
-
-func walkObject(dec *json.Decoder, path string) *ledger.Error {
 	seen := map[string]bool{}
 	for dec.More() {
 		tok, err := dec.Token()
@@ -89,43 +85,52 @@ func walkObject(dec *json.Decoder, path string) *ledger.Error {
 			return jsonError(err)
 		}
 		name, _ := tok.(string)
-		field := name
-		if path != "" {
-			field = path + "." + name
+		if !allowed[name] {
+			return &ledger.Error{Code: ledger.CodeValidation, Field: name, Message: "is not a known field (names are case-sensitive)"}
 		}
 		if seen[name] {
-			return &ledger.Error{Code: ledger.CodeValidation, Field: field, Message: "appears more than once"}
+			return &ledger.Error{Code: ledger.CodeValidation, Field: name, Message: "appears more than once"}
 		}
 		seen[name] = true
-		if err := walkValue(dec, field); err != nil {
-			return err
+		v, err := dec.Token()
+		if err != nil {
+			return jsonError(err)
+		}
+		if _, ok := v.(json.Delim); ok {
+			return &ledger.Error{Code: ledger.CodeValidation, Field: name, Message: "must be a plain value, not an object or array"}
 		}
 	}
 	if _, err := dec.Token(); err != nil { // '}'
 		return jsonError(err)
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		return &ledger.Error{Code: codeMalformedJSON, Message: "the body has data after the JSON object"}
+	}
 	return nil
 }
 
-func walkValue(dec *json.Decoder, field string) *ledger.Error {
-	tok, err := dec.Token()
-	if err != nil {
-		return jsonError(err)
+var fieldCache sync.Map // reflect.Type → map[string]bool
+
+// fieldNames lists the JSON names of the struct dst points to.
+func fieldNames(dst any) map[string]bool {
+	t := reflect.TypeOf(dst).Elem()
+	if m, ok := fieldCache.Load(t); ok {
+		return m.(map[string]bool)
 	}
-	switch tok {
-	case json.Delim('{'):
-		return walkObject(dec, field)
-	case json.Delim('['):
-		for dec.More() {
-			if err := walkValue(dec, field+"[]"); err != nil {
-				return err
-			}
+	m := map[string]bool{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
 		}
-		if _, err := dec.Token(); err != nil {
-			return jsonError(err)
+		if name == "" {
+			name = f.Name
 		}
+		m[name] = true
 	}
-	return nil
+	fieldCache.Store(t, m)
+	return m
 }
 
 func jsonError(err error) *ledger.Error {

@@ -95,7 +95,10 @@ func (s *Server) createMerchant(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getMerchant(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+	id, ok := pathID(w, r, ledger.CodeMerchantNotFound)
+	if !ok {
+		return
+	}
 	if k := caller(r); k.Role != auth.RoleAdmin && k.MerchantID != id {
 		writeProblem(w, r, ledger.Errorf(ledger.CodeMerchantNotFound, "no merchant with id %q", id))
 		return
@@ -121,7 +124,10 @@ func (s *Server) createStore(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, err)
 		return
 	}
-	mid := r.PathValue("id")
+	mid, ok := pathID(w, r, ledger.CodeMerchantNotFound)
+	if !ok {
+		return
+	}
 	if _, err := s.store.Merchant(r.Context(), mid); err != nil {
 		writeError(w, r, err)
 		return
@@ -137,7 +143,11 @@ func (s *Server) createStore(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getStore(w http.ResponseWriter, r *http.Request) {
-	si, err := s.store.StoreInfo(r.Context(), r.PathValue("id"))
+	id, ok := pathID(w, r, ledger.CodeStoreNotFound)
+	if !ok {
+		return
+	}
+	si, err := s.store.StoreInfo(r.Context(), id)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -188,7 +198,11 @@ func (s *Server) createMember(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getMember(w http.ResponseWriter, r *http.Request) {
-	m, err := s.store.Member(r.Context(), r.PathValue("id"))
+	id, ok := pathID(w, r, ledger.CodeMemberNotFound)
+	if !ok {
+		return
+	}
+	m, err := s.store.Member(r.Context(), id)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -297,8 +311,12 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
 	// minting a second key.
 	k.ID, k.Role, k.MerchantID, k.StoreID, k.Name = derivedID(r, "key"), role, req.MerchantID, req.StoreID, req.Name
 	if err := s.keyStore.CreateKey(r.Context(), k); err != nil {
-		writeProblem(w, r, ledger.Errorf(ledger.CodeIdempotencyReused,
-			"a key was already created with this Idempotency-Key; keys are shown only once, so create another with a new key"))
+		if ledger.ErrorCode(err) == ledger.CodeConflict {
+			writeProblem(w, r, ledger.Errorf(ledger.CodeIdempotencyReused,
+				"a key was already created with this Idempotency-Key; keys are shown only once, so create another with a new key"))
+			return
+		}
+		writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusCreated, keyResponse{ID: k.ID, Key: secret, Prefix: k.Prefix, Role: k.Role, Mode: k.Mode,

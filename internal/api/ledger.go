@@ -91,18 +91,20 @@ func (s *Server) hold(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) capture(w http.ResponseWriter, r *http.Request) {
 	var req captureRequest
-	if !s.read(w, r, &req, true) {
+	id, ok := pathID(w, r, ledger.CodeHoldNotFound)
+	if !ok || !s.read(w, r, &req, true) {
 		return
 	}
-	s.submit(w, r, ledger.Op{Kind: ledger.OpCapture, HoldID: r.PathValue("id"), Points: req.Points}, "", "")
+	s.submit(w, r, ledger.Op{Kind: ledger.OpCapture, HoldID: id, Points: req.Points}, "", "")
 }
 
 func (s *Server) void(w http.ResponseWriter, r *http.Request) {
 	var req voidRequest
-	if !s.read(w, r, &req, true) {
+	id, ok := pathID(w, r, ledger.CodeHoldNotFound)
+	if !ok || !s.read(w, r, &req, true) {
 		return
 	}
-	s.submit(w, r, ledger.Op{Kind: ledger.OpVoid, HoldID: r.PathValue("id")}, "", "")
+	s.submit(w, r, ledger.Op{Kind: ledger.OpVoid, HoldID: id}, "", "")
 }
 
 func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
@@ -129,11 +131,27 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request, dst any, allowEmpt
 			Message: "every request that changes points needs an Idempotency-Key header: a unique value per operation, sent again unchanged on every retry"})
 		return false
 	}
+	if k := r.Header.Get(headerIdempotencyKey); len(k) > 255 || !printableASCII(k) {
+		writeProblem(w, r, ledger.Invalid(headerIdempotencyKey, "must be 1 to 255 printable ASCII characters"))
+		return false
+	}
 	if err := decode(r, dst, allowEmpty); err != nil {
 		writeProblem(w, r, err)
 		return false
 	}
 	return true
+}
+
+// pathID reads the {id} of the path. An id pointd could never have made
+// (too long, not printable ASCII) names nothing: it is answered as not found
+// without asking the database, which would refuse some bytes with an error.
+func pathID(w http.ResponseWriter, r *http.Request, notFound string) (string, bool) {
+	id := r.PathValue("id")
+	if id == "" || len(id) > 64 || !printableASCII(id) {
+		writeProblem(w, r, ledger.Errorf(notFound, "no such id"))
+		return "", false
+	}
+	return id, true
 }
 
 // storeOf defaults the store to the one a store-bound key belongs to.
@@ -193,7 +211,11 @@ func (s *Server) memberID(r *http.Request, memberID, card string) (string, error
 }
 
 func (s *Server) getTransaction(w http.ResponseWriter, r *http.Request) {
-	t, err := s.store.Transaction(r.Context(), r.PathValue("id"))
+	id, ok := pathID(w, r, ledger.CodeTransactionNotFound)
+	if !ok {
+		return
+	}
+	t, err := s.store.Transaction(r.Context(), id)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -207,7 +229,11 @@ func (s *Server) getTransaction(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getHold(w http.ResponseWriter, r *http.Request) {
-	h, err := s.store.Hold(r.Context(), r.PathValue("id"))
+	id, ok := pathID(w, r, ledger.CodeHoldNotFound)
+	if !ok {
+		return
+	}
+	h, err := s.store.Hold(r.Context(), id)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -220,7 +246,11 @@ func (s *Server) getHold(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getBalance(w http.ResponseWriter, r *http.Request) {
-	b, err := s.store.Balance(r.Context(), r.PathValue("id"))
+	id, ok := pathID(w, r, ledger.CodeMemberNotFound)
+	if !ok {
+		return
+	}
+	b, err := s.store.Balance(r.Context(), id)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -239,7 +269,10 @@ const (
 )
 
 func (s *Server) listTransactions(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+	id, ok := pathID(w, r, ledger.CodeMemberNotFound)
+	if !ok {
+		return
+	}
 	q := r.URL.Query()
 	limit := defaultPageSize
 	if v := q.Get("limit"); v != "" {
@@ -280,7 +313,10 @@ func (s *Server) listTransactions(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listLots(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+	id, ok := pathID(w, r, ledger.CodeMemberNotFound)
+	if !ok {
+		return
+	}
 	if _, err := s.store.Member(r.Context(), id); err != nil {
 		writeError(w, r, err)
 		return

@@ -151,9 +151,9 @@ func (c *keyCache) put(h string, e cachedKey) {
 func (s *Server) authenticate(roles ...auth.Role) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			h := r.Header.Get("Authorization")
-			secret, ok := strings.CutPrefix(h, "Bearer ")
-			if !ok || secret == "" {
+			scheme, secret, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+			secret = strings.TrimSpace(secret)
+			if !strings.EqualFold(scheme, "Bearer") || secret == "" {
 				writeProblem(w, r, &ledger.Error{Code: codeUnauthorized, Message: "send an API key as 'Authorization: Bearer pd_…'"})
 				return
 			}

@@ -102,6 +102,9 @@ func writeProblem(w http.ResponseWriter, r *http.Request, e *ledger.Error) {
 	if status >= 500 && status != http.StatusServiceUnavailable {
 		logger(r).Warn("request failed", "code", e.Code, "status", status)
 	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="pointd"`)
+	}
 	w.Header().Set("Content-Type", problemContentType)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
