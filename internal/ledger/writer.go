@@ -17,13 +17,27 @@ type WriterConfig struct {
 	Linger    time.Duration // how long a batch waits to fill up; 0: take what is there
 	Now       func() time.Time
 	Logger    *slog.Logger
-	// OnBatch, when set, is told about every committed batch (metrics).
+	// OnBatch, when set, is told about every batch the writer tried: its
+	// size, how long its transaction took, and whether it committed.
 	OnBatch func(size int, took time.Duration, err error)
+	// Observer, when set, is told about every operation and every batch
+	// (metrics). Its methods must be quick: the writer waits for them.
+	Observer Observer
 	// DropEvery, when above zero, makes the writer drop the ledger changes of
 	// every DropEvery-th acknowledged operation. It exists only so that tests
 	// can prove the audit and the surge verdict catch a lost write. Never set
 	// it anywhere else.
 	DropEvery int
+}
+
+// Observer watches the write path.
+type Observer interface {
+	// Batch is called once per database transaction the writer ran.
+	Batch(size int, took time.Duration, err error)
+	// Operation is called once per answered operation: how long it waited
+	// in the queue, and its outcome: "committed", "replayed", "noop" or the
+	// error code it was refused with.
+	Operation(kind OpKind, queued time.Duration, outcome string)
 }
 
 // DefaultWriterConfig is what a server uses unless told otherwise.
@@ -52,9 +66,36 @@ type Writer struct {
 }
 
 type request struct {
-	ctx context.Context
-	op  Op
-	out chan outcome
+	ctx      context.Context
+	op       Op
+	out      chan outcome
+	enqueued time.Time
+	taken    time.Time
+}
+
+// answer delivers o to the caller and tells the observer.
+func (w *Writer) answer(r *request, o outcome) {
+	if obs := w.cfg.Observer; obs != nil {
+		outcome := "committed"
+		switch {
+		case o.err != nil:
+			outcome = ErrorCode(o.err)
+		case o.res.Replayed:
+			outcome = "replayed"
+		case o.res.Transaction == nil:
+			outcome = "noop"
+		}
+		obs.Operation(r.op.Kind, r.taken.Sub(r.enqueued), outcome)
+	}
+	r.out <- o
+}
+
+// refuse tells the observer about an operation refused before it queued.
+func (w *Writer) refuse(op Op, err error) error {
+	if obs := w.cfg.Observer; obs != nil {
+		obs.Operation(op.Kind, 0, ErrorCode(err))
+	}
+	return err
 }
 
 // NewWriter starts the writer goroutine.
@@ -86,26 +127,26 @@ func (w *Writer) QueueDepth() int { return len(w.q) }
 // will give up anyway should not hold a place in the queue.
 func (w *Writer) Submit(ctx context.Context, op Op) (Result, error) {
 	if err := op.Validate(); err != nil {
-		return Result{}, err
+		return Result{}, w.refuse(op, err)
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		wait := time.Duration(int64(len(w.q)+1) * w.perOp.Load())
 		if time.Until(dl) < wait {
-			return Result{}, w.overloaded(wait)
+			return Result{}, w.refuse(op, w.overloaded(wait))
 		}
 	}
-	r := &request{ctx: ctx, op: op, out: make(chan outcome, 1)}
+	r := &request{ctx: ctx, op: op, out: make(chan outcome, 1), enqueued: time.Now()}
 	w.mu.RLock()
 	if w.closed {
 		w.mu.RUnlock()
-		return Result{}, ErrClosed
+		return Result{}, w.refuse(op, ErrClosed)
 	}
 	select {
 	case w.q <- r:
 		w.mu.RUnlock()
 	default:
 		w.mu.RUnlock()
-		return Result{}, w.overloaded(time.Duration(int64(len(w.q)) * w.perOp.Load()))
+		return Result{}, w.refuse(op, w.overloaded(time.Duration(int64(len(w.q))*w.perOp.Load())))
 	}
 	select {
 	case o := <-r.out:
@@ -189,9 +230,11 @@ func (w *Writer) fill(batch []*request) []*request {
 // fault (say, a receipt another instance took a moment ago) fails alone.
 func (w *Writer) run(batch []*request) {
 	live := batch[:0]
+	now := time.Now()
 	for _, r := range batch {
+		r.taken = now
 		if r.ctx.Err() != nil {
-			r.out <- outcome{err: &Error{Code: CodeUnavailable, RetryAfter: 1, Message: "the request was abandoned before it was applied; nothing was written"}}
+			w.answer(r, outcome{err: &Error{Code: CodeUnavailable, RetryAfter: 1, Message: "the request was abandoned before it was applied; nothing was written"}})
 			continue
 		}
 		live = append(live, r)
@@ -202,9 +245,6 @@ func (w *Writer) run(batch []*request) {
 	start := time.Now()
 	err := w.apply(live)
 	took := time.Since(start)
-	if w.cfg.OnBatch != nil {
-		w.cfg.OnBatch(len(live), took, err)
-	}
 	if err == nil {
 		w.learn(took, len(live))
 		return
@@ -222,8 +262,8 @@ func (w *Writer) bisect(reqs []*request) {
 	if len(reqs) == 1 {
 		r := reqs[0]
 		w.cfg.Logger.Error("ledger operation failed", "kind", r.op.Kind, "err", err)
-		r.out <- outcome{err: &Error{Code: CodeUnavailable, RetryAfter: 1,
-			Message: "the ledger could not commit this operation; retry with the same Idempotency-Key"}}
+		w.answer(r, outcome{err: &Error{Code: CodeUnavailable, RetryAfter: 1,
+			Message: "the ledger could not commit this operation; retry with the same Idempotency-Key"}})
 		return
 	}
 	mid := len(reqs) / 2
@@ -239,6 +279,7 @@ func (w *Writer) apply(reqs []*request) error {
 		ops[i] = r.op
 	}
 	var out []outcome
+	start := time.Now()
 	// Once taken from the queue, a batch is finished even if its callers
 	// leave or the server is stopping: a half-known outcome helps nobody.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -248,11 +289,18 @@ func (w *Writer) apply(reqs []*request) error {
 		out, err = runBatch(ctx, w.wrap(tx), w.cfg.Now(), ops)
 		return err
 	})
+	took := time.Since(start)
+	if w.cfg.OnBatch != nil {
+		w.cfg.OnBatch(len(reqs), took, err)
+	}
+	if w.cfg.Observer != nil {
+		w.cfg.Observer.Batch(len(reqs), took, err)
+	}
 	if err != nil {
 		return err
 	}
 	for i, r := range reqs {
-		r.out <- out[i]
+		w.answer(r, out[i])
 	}
 	return nil
 }
