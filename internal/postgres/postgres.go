@@ -38,9 +38,12 @@ var migrationFiles embed.FS
 // DefaultMaxConns is the pool size when Open is given 0.
 const DefaultMaxConns = 8
 
-// DB is a pointd database on PostgreSQL: a fixed-size connection pool.
+// DB is a pointd database on PostgreSQL: a fixed number of connections, one
+// of them reserved for the batched writer so that no surge of reads can make
+// ledger writes wait for a connection.
 type DB struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool // reads, directory writes, migrations
+	write *pgxpool.Pool // the writer's one connection
 }
 
 var (
@@ -79,31 +82,44 @@ func OpenNoMigrate(ctx context.Context, dsn string, maxConns int) (*DB, error) {
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "pointd" // in pg_stat_activity
 	}
-	// A small fixed pool: the batched writer needs one connection whatever
-	// the load, reads a few; the pool never grows nor shrinks.
-	cfg.MaxConns = int32(maxConns)
-	cfg.MinConns = int32(maxConns)
+	if maxConns < 2 {
+		return nil, fmt.Errorf("postgres: maxConns must be at least 2 (one is the writer's), got %d", maxConns)
+	}
+	// Small fixed pools: the batched writer has its own connection whatever
+	// the load, reads share the rest; neither grows nor shrinks.
+	wcfg := cfg.Copy()
+	wcfg.MaxConns, wcfg.MinConns = 1, 1
+	cfg.MaxConns = int32(maxConns - 1)
+	cfg.MinConns = cfg.MaxConns
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open pool: %w", err)
 	}
+	write, err := pgxpool.NewWithConfig(ctx, wcfg)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: open pool: %w", err)
+	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
+		write.Close()
 		return nil, fmt.Errorf("postgres: connect to %s:%d/%s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
 	}
-	return &DB{pool: pool}, nil
+	return &DB{pool: pool, write: write}, nil
 }
 
-// Close closes every connection of the pool.
+// Close closes every connection.
 func (db *DB) Close() error {
 	db.pool.Close()
+	db.write.Close()
 	return nil
 }
 
-// Stats reports the pool: connections in use, idle, and the maximum.
+// Stats reports the connections: in use, idle, and the fixed maximum
+// (the writer's included).
 func (db *DB) Stats() (inUse, idle, max int) {
-	s := db.pool.Stat()
-	return int(s.AcquiredConns()), int(s.IdleConns()), int(s.MaxConns())
+	r, w := db.pool.Stat(), db.write.Stat()
+	return int(r.AcquiredConns() + w.AcquiredConns()), int(r.IdleConns() + w.IdleConns()), int(r.MaxConns() + w.MaxConns())
 }
 
 // Exec runs a statement outside the ledger. Only tests use it, to damage rows

@@ -19,7 +19,7 @@ func TestMigrations(t *testing.T) {
 	dsn := pgtest.DSN(t)
 
 	t.Run("a fresh schema has every migration pending", func(t *testing.T) {
-		db, err := OpenNoMigrate(ctx, dsn, 1)
+		db, err := OpenNoMigrate(ctx, dsn, 2)
 		mustOK(t, err)
 		defer db.Close()
 		pending, err := db.PendingMigrations(ctx)
@@ -93,7 +93,7 @@ func TestConcurrentOpen(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			dbs[i], errs[i] = Open(context.Background(), dsn, 1)
+			dbs[i], errs[i] = Open(context.Background(), dsn, 2)
 		}()
 	}
 	wg.Wait()
@@ -111,7 +111,7 @@ func TestConcurrentOpen(t *testing.T) {
 }
 
 func TestOpenUnreachable(t *testing.T) {
-	_, err := Open(context.Background(), "postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=2", 1)
+	_, err := Open(context.Background(), "postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=2", 2)
 	if err == nil {
 		t.Fatal("Open of a closed port succeeded")
 	}

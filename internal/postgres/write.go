@@ -40,7 +40,7 @@ func (db *DB) Write(ctx context.Context, fn func(ledger.BatchTx) error) error {
 }
 
 func (db *DB) writeOnce(ctx context.Context, fn func(ledger.BatchTx) error) error {
-	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	tx, err := db.write.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
 		return fmt.Errorf("begin write: %w", err)
 	}
