@@ -48,11 +48,16 @@ type Op struct {
 	HoldSeconds    int64  `json:"hold_seconds,omitempty"`
 	TransactionID  string `json:"transaction_id,omitempty"`
 	Reason         string `json:"reason,omitempty"`
+
+	fp []byte // Fingerprint, computed by Submit on the caller's goroutine
 }
 
 // Fingerprint identifies the request behind an idempotency key: the same key
 // with another fingerprint is a different request and is refused.
 func (op Op) Fingerprint() []byte {
+	if op.fp != nil {
+		return op.fp
+	}
 	b, _ := json.Marshal(op) // a struct of strings and ints always marshals
 	s := sha256.Sum256(b)
 	return s[:]

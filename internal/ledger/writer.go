@@ -129,6 +129,9 @@ func (w *Writer) Submit(ctx context.Context, op Op) (Result, error) {
 	if err := op.Validate(); err != nil {
 		return Result{}, w.refuse(op, err)
 	}
+	if op.IdempotencyKey != "" {
+		op.fp = op.Fingerprint() // here, not on the writer's goroutine, which every operation waits for
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		wait := time.Duration(int64(len(w.q)+1) * w.perOp.Load())
 		if time.Until(dl) < wait {
