@@ -28,11 +28,22 @@ func envName(flagName string) string {
 	return "POINTD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
+// commandOnly flags say what a command should do this time, not how pointd
+// is configured: a stray POINTD_APPLY or POINTD_TEST_DROP_EVERY left in an
+// environment must never change what a command does.
+var commandOnly = map[string]bool{
+	"apply": true, "fix": true, "receipts": true, "check": true, "json": true, "from": true, "to": true,
+	"store": true, "role": true, "merchant": true, "name": true, "test-drop-every": true,
+}
+
 // parse applies the environment, then the command line; a bad value in
 // either stops the program with a message that names it.
 func parse(fs *flag.FlagSet, args []string) error {
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
+		if commandOnly[f.Name] {
+			return
+		}
 		if v, ok := os.LookupEnv(envName(f.Name)); ok && err == nil {
 			if e := fs.Set(f.Name, v); e != nil {
 				err = fmt.Errorf("environment %s=%q: %v", envName(f.Name), v, e)

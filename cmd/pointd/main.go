@@ -1,5 +1,5 @@
 // Command pointd is the membership points server and its tools: serve,
-// migrate, verify, expire and keys. It only wires configuration to the
+// migrate, verify, expire, keys, incident and reconcile. It only wires configuration to the
 // packages under internal/.
 package main
 
@@ -22,6 +22,8 @@ usage:
   pointd migrate [--check] [--data DIR | --db URL]
   pointd verify  [--data DIR | --db URL]
   pointd expire  [--data DIR | --db URL]
+  pointd incident --from T1 --to T2 [--store ID] [--json] [--data DIR | --db URL]
+  pointd reconcile --receipts FILE.csv [--fix OUT] [--json] | --apply FILE  [--data DIR | --db URL]
 
 Every flag can also be set as an environment variable: --db-conns is POINTD_DB_CONNS.
 Run 'pointd COMMAND --help' for a command's flags.
@@ -30,6 +32,8 @@ Run 'pointd COMMAND --help' for a command's flags.
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// After the first signal starts the drain, a second one kills at once.
+	context.AfterFunc(ctx, stop)
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -55,6 +59,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdVerify(ctx, args[1:], stdout, stderr)
 	case "expire":
 		err = cmdExpire(ctx, args[1:], stdout, stderr)
+	case "incident", "reconcile":
+		err = cmdRepair(ctx, args[0], args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
