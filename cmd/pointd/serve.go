@@ -13,6 +13,7 @@ import (
 	"github.com/pointd/pointd/internal/api"
 	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/ledger"
+	"github.com/pointd/pointd/internal/metrics"
 )
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -28,6 +29,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	expiryEvery := fs.Duration("expiry-interval", time.Minute, "how often due lots and holds are expired")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logRequests := fs.Bool("log-requests", false, "log every request (by default only failures)")
+	withMetrics := fs.Bool("metrics", true, "collect Prometheus metrics and serve them at /metrics (false: no metrics work at all)")
+	metricsAuth := fs.Bool("metrics-auth", false, "require an admin key for /metrics; without it /metrics answers loopback clients only")
 	dropEvery := fs.Int("test-drop-every", 0, "TESTING ONLY: silently lose every Nth ledger write, to prove the audit catches it")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -57,8 +60,19 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *dropEvery > 0 {
 		log.Warn("TESTING ONLY: this server loses every Nth ledger write", "n", *dropEvery)
 	}
-	w := ledger.NewWriter(db, ledger.WriterConfig{QueueSize: *queue, MaxBatch: *batch, Linger: *linger,
-		Logger: log, DropEvery: *dropEvery})
+	var mt *metrics.Metrics // nil: metrics off, every hook a no-op
+	wcfg := ledger.WriterConfig{QueueSize: *queue, MaxBatch: *batch, Linger: *linger,
+		Logger: log, DropEvery: *dropEvery}
+	if *withMetrics {
+		mt = metrics.New()
+		wcfg.Observer = mt
+	}
+	w := ledger.NewWriter(db, wcfg)
+	if mt != nil {
+		capacity := *queue
+		mt.WatchWriteQueue(w.QueueDepth, func() int { return capacity })
+		mt.WatchDB(func() (int, int) { return poolStats(db) })
+	}
 	ready := func(ctx context.Context) error {
 		_, err := db.Balance(ctx, "readiness-probe")
 		if ledger.ErrorCode(err) == ledger.CodeMemberNotFound {
@@ -70,7 +84,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		u, mx := poolStats(db)
 		return api.DBStats{InUse: u, Max: mx}
 	}
-	srv := api.New(api.Config{Mode: m, RequestTimeout: *reqTimeout, LogRequests: *logRequests, DBStats: stats}, db, db, w, log, ready)
+	srv := api.New(api.Config{Mode: m, RequestTimeout: *reqTimeout, LogRequests: *logRequests, DBStats: stats,
+		Metrics: mt, MetricsAuth: *metricsAuth}, db, db, w, log, ready)
 	hs := &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -92,12 +107,21 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "pointd %s mode, listening on http://%s\n", m, ln.Addr())
 	fmt.Fprintf(stdout, "database: %s\n", d.describe())
 	fmt.Fprintf(stdout, "create an admin key:  pointd keys create --role admin --mode %s %s\n", m, dbArg)
+	switch {
+	case mt == nil:
+		fmt.Fprintf(stdout, "metrics: off (--metrics=false)\n")
+	case *metricsAuth:
+		fmt.Fprintf(stdout, "metrics: http://%s/metrics (admin key required)\n", ln.Addr())
+	default:
+		fmt.Fprintf(stdout, "metrics: http://%s/metrics (loopback clients only; --metrics-auth to open it to admin keys)\n", ln.Addr())
+	}
 
 	jobs, stopJobs := context.WithCancel(context.Background())
 	expiryDone := make(chan struct{})
 	go func() {
 		defer close(expiryDone)
 		ledger.RunExpiry(jobs, db, w, *expiryEvery, time.Now, func(st ledger.ExpiryStats, err error) {
+			mt.Expiry(st, err)
 			if err != nil {
 				log.Warn("expiry pass", "err", err, "lots", st.LotMembers, "holds", st.Holds)
 			} else if st.LotMembers+st.Holds > 0 {

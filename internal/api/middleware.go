@@ -13,6 +13,7 @@ import (
 
 	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/ledger"
+	"github.com/pointd/pointd/internal/metrics"
 )
 
 type ctxKey int
@@ -68,6 +69,14 @@ func (s *Server) withBasics(next http.Handler) http.Handler {
 					writeError(sw, r, ledger.Errorf(ledger.CodeInternal, "internal error"))
 				}
 			}
+			if m := s.metrics; m != nil {
+				// r.Pattern is what the mux matched, set on this very request
+				// by ServeMux.ServeHTTP; "" when nothing matched.
+				m.Request(r.Pattern, r.Method, sw.status, presentedKeyMode(r), time.Since(start))
+				if sw.status == http.StatusServiceUnavailable || sw.status == http.StatusTooManyRequests {
+					m.Refused(metrics.RefusalReason(sw.status, sw.code, ctx.Err() == context.DeadlineExceeded))
+				}
+			}
 			if s.cfg.LogRequests || sw.status >= 500 {
 				l.Info("request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
 					"duration_ms", float64(time.Since(start).Microseconds())/1000)
@@ -81,6 +90,7 @@ type statusWriter struct {
 	http.ResponseWriter
 	status int
 	wrote  bool
+	code   string // the problem code answered, set by writeProblem
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -96,6 +106,19 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// presentedKeyMode is the mode of the API key a request presents, for the
+// key_mode label: "live", "test", or "none" when it presents no pointd key.
+// It does not say the key is valid: a test key sent to a live server counts
+// as "test".
+func presentedKeyMode(r *http.Request) string {
+	_, secret, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	mode, ok := auth.ParseMode(strings.TrimSpace(secret))
+	if !ok {
+		return metrics.KeyModeNone
+	}
+	return string(mode)
+}
 
 func newRequestID() string {
 	var b [8]byte
@@ -163,25 +186,17 @@ func (s *Server) authenticate(roles ...auth.Role) func(http.Handler) http.Handle
 				return
 			}
 			if mode != s.cfg.Mode {
+				s.metrics.KeyModeMismatch(string(mode))
 				logger(r).Warn("key of the wrong mode", "key_mode", mode, "server_mode", s.cfg.Mode, "prefix", safePrefix(secret))
 				writeProblem(w, r, &ledger.Error{Code: codeKeyModeMismatch,
 					Message: "this is a " + string(mode) + " key; this server is " + string(s.cfg.Mode)})
 				return
 			}
 			hash := auth.HashSecret(secret)
-			ck, ok := s.keys.get(string(hash))
-			if !ok {
-				k, err := s.keyStore.KeyByHash(r.Context(), hash)
-				switch {
-				case err == nil:
-					ck = cachedKey{key: k, found: true}
-				case err == auth.ErrKeyNotFound:
-					ck = cachedKey{}
-				default:
-					writeError(w, r, err)
-					return
-				}
-				s.keys.put(string(hash), ck)
+			ck, err := s.lookupKey(r.Context(), hash)
+			if err != nil {
+				writeError(w, r, err)
+				return
 			}
 			if !ck.found || !ck.key.RevokedAt.IsZero() {
 				writeProblem(w, r, &ledger.Error{Code: codeUnauthorized, Message: "this API key is unknown or revoked"})

@@ -90,6 +90,11 @@ func writeProblem(w http.ResponseWriter, r *http.Request, e *ledger.Error) {
 	if !ok {
 		status = http.StatusInternalServerError
 	}
+	// Every problem passes here: tell the request's metrics (withBasics)
+	// which code it answered, so that refusals are counted by reason.
+	if sw, ok := w.(*statusWriter); ok {
+		sw.code = e.Code
+	}
 	if status == http.StatusServiceUnavailable || e.RetryAfter > 0 {
 		ra := e.RetryAfter
 		if ra <= 0 {

@@ -5,12 +5,18 @@ package api
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/pprof"
+	"net/netip"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/ledger"
+	"github.com/pointd/pointd/internal/metrics"
 )
 
 // Config tunes the HTTP layer.
@@ -21,6 +27,14 @@ type Config struct {
 	LogRequests    bool
 	// DBStats, when set, reports the database connections for /readyz.
 	DBStats func() DBStats
+	// Metrics, when set, counts every request, refusal and key-mode
+	// mismatch, and is served at GET /metrics. Nil turns all of that off:
+	// no work is done per request and /metrics is not served.
+	Metrics *metrics.Metrics
+	// MetricsAuth requires an admin key (Authorization: Bearer) for
+	// /metrics. Without it, /metrics answers loopback clients only and
+	// refuses everyone else with 403.
+	MetricsAuth bool
 }
 
 // DBStats is the database pool as /readyz shows it: whatever the load,
@@ -32,13 +46,15 @@ type DBStats struct {
 
 // Server serves the API.
 type Server struct {
-	cfg      Config
-	store    ledger.Store
-	keyStore auth.KeyStore
-	writer   *ledger.Writer
-	log      *slog.Logger
-	keys     *keyCache
-	ready    func(context.Context) error
+	cfg       Config
+	store     ledger.Store
+	keyStore  auth.KeyStore
+	writer    *ledger.Writer
+	log       *slog.Logger
+	keys      *keyCache
+	keyFlight singleflight.Group
+	ready     func(context.Context) error
+	metrics   *metrics.Metrics // nil: metrics off
 }
 
 // New builds a Server. ready, when set, backs /readyz.
@@ -56,7 +72,7 @@ func New(cfg Config, store ledger.Store, keys auth.KeyStore, writer *ledger.Writ
 		log = slog.Default()
 	}
 	return &Server{cfg: cfg, store: store, keyStore: keys, writer: writer, log: log,
-		keys: &keyCache{ttl: cfg.KeyCacheTTL, m: map[string]cachedKey{}}, ready: ready}
+		keys: &keyCache{ttl: cfg.KeyCacheTTL, m: map[string]cachedKey{}}, ready: ready, metrics: cfg.Metrics}
 }
 
 // Handler is the whole API with its middleware.
@@ -96,7 +112,46 @@ func (s *Server) Handler() http.Handler {
 	handle("POST /v1/adjustments", admin, s.adjust)
 	handle("GET /v1/transactions/{id}", pos, s.getTransaction)
 
+	// Operations: outside /v1, not part of the API's contract.
+	if s.metrics != nil {
+		guard := loopbackOnly
+		if s.cfg.MetricsAuth {
+			guard = admin
+		}
+		mux.Handle("GET /metrics", guard(s.metrics.Handler()))
+	}
+	handle("GET /debug/pprof/", admin, pprof.Index)
+	handle("GET /debug/pprof/cmdline", admin, pprof.Cmdline)
+	handle("GET /debug/pprof/profile", admin, pprof.Profile)
+	handle("GET /debug/pprof/symbol", admin, pprof.Symbol)
+	handle("POST /debug/pprof/symbol", admin, pprof.Symbol)
+	handle("GET /debug/pprof/trace", admin, pprof.Trace)
+
 	return s.withBasics(problemRouting(mux))
+}
+
+// loopbackOnly lets through requests from this machine's loopback addresses
+// (127.0.0.0/8, ::1) and refuses the others with 403. Behind a reverse proxy
+// on the same machine every request looks local: use --metrics-auth there.
+func loopbackOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !isLoopback(r.RemoteAddr) {
+			writeProblem(w, r, ledger.Errorf(ledger.CodeForbidden,
+				"/metrics answers only on loopback unless the server runs with --metrics-auth (then with an admin key)"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// isLoopback reports whether a RemoteAddr ("host:port") is a loopback address.
+func isLoopback(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // problemRouting answers the router's own 404 and 405 in the same problem

@@ -1,0 +1,38 @@
+package api
+
+import (
+	"context"
+	"errors"
+
+	"github.com/pointd/pointd/internal/auth"
+)
+
+// lookupKey finds the key with this hash, from the cache when it can. When
+// the cache misses, concurrent requests with the same key share one database
+// lookup: a surge of one POS fleet's requests after the entry expires must
+// not become a surge of identical queries.
+func (s *Server) lookupKey(ctx context.Context, hash []byte) (cachedKey, error) {
+	h := string(hash)
+	if ck, ok := s.keys.get(h); ok {
+		return ck, nil
+	}
+	v, err, _ := s.keyFlight.Do(h, func() (any, error) {
+		// Detached from the first caller: the others wait for this result
+		// even if that caller leaves.
+		k, err := s.keyStore.KeyByHash(context.WithoutCancel(ctx), hash)
+		var ck cachedKey
+		switch {
+		case err == nil:
+			ck = cachedKey{key: k, found: true}
+		case errors.Is(err, auth.ErrKeyNotFound):
+		default:
+			return cachedKey{}, err
+		}
+		s.keys.put(h, ck)
+		return ck, nil
+	})
+	if err != nil {
+		return cachedKey{}, err
+	}
+	return v.(cachedKey), nil
+}
