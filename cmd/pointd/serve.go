@@ -8,12 +8,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
+	"github.com/pointd/pointd/internal/alert"
 	"github.com/pointd/pointd/internal/api"
 	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/ledger"
 	"github.com/pointd/pointd/internal/metrics"
+	"github.com/pointd/pointd/internal/ops"
 )
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -31,6 +34,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logRequests := fs.Bool("log-requests", false, "log every request (by default only failures)")
 	withMetrics := fs.Bool("metrics", true, "collect Prometheus metrics and serve them at /metrics (false: no metrics work at all)")
 	metricsAuth := fs.Bool("metrics-auth", false, "require an admin key for /metrics; without it /metrics answers loopback clients only")
+	alertsFile := fs.String("alerts", "", "alert rules and webhooks, TOML (docs/alerts.example.toml); empty: the built-in rules, no webhooks")
+	verifyEvery := fs.Duration("verify-interval", 0, "audit the whole ledger this often and alert when it is unsound (0: never; it reads the whole ledger)")
 	dropEvery := fs.Int("test-drop-every", 0, "TESTING ONLY: silently lose every Nth ledger write, to prove the audit catches it")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -86,8 +91,35 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	srv := api.New(api.Config{Mode: m, RequestTimeout: *reqTimeout, LogRequests: *logRequests, DBStats: stats,
 		Metrics: mt, MetricsAuth: *metricsAuth}, db, db, w, log, ready)
+	var af alert.File
+	if *alertsFile != "" {
+		if af, err = alert.LoadFile(*alertsFile); err != nil {
+			w.Close()
+			return fmt.Errorf("--alerts: %w", err)
+		}
+	}
+	acfg := alert.Config{File: af, Logger: log}
+	ocfg := ops.Config{CheckAdminKey: ops.AdminKeys(db, m), Title: string(m), Logger: log}
+	if mt != nil { // a nil *Registry must not hide inside the interfaces
+		acfg.Gatherer, acfg.Registerer = mt.Registry(), mt.Registry()
+		ocfg.Gatherer = mt.Registry()
+	}
+	engine, err := alert.New(acfg)
+	if err != nil {
+		w.Close()
+		return fmt.Errorf("alerts: %w", err)
+	}
+	ocfg.Alerts = engine
+	dash := ops.New(ocfg)
+	// The dashboard sits beside the API, not inside its middleware: its
+	// event stream outlives the API's request deadline and must not count
+	// in the API's latency.
+	root := http.NewServeMux()
+	root.Handle("/ops", dash.Handler())
+	root.Handle("/ops/", dash.Handler())
+	root.Handle("/", srv.Handler())
 	hs := &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           root,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       *reqTimeout + 5*time.Second,
 		WriteTimeout:      *reqTimeout + 5*time.Second,
@@ -116,7 +148,16 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "metrics: http://%s/metrics (loopback clients only; --metrics-auth to open it to admin keys)\n", ln.Addr())
 	}
 
+	fmt.Fprintf(stdout, "operations dashboard: http://%s/ops (admin key)\n", ln.Addr())
+
 	jobs, stopJobs := context.WithCancel(context.Background())
+	var bg sync.WaitGroup
+	bg.Go(func() { engine.Run(jobs) })
+	bg.Go(func() { dash.Run(jobs) })
+	bg.Go(func() { watchOverdueHolds(jobs, db, engine, *expiryEvery) })
+	if *verifyEvery > 0 {
+		bg.Go(func() { verifyPeriodically(jobs, db, engine, *verifyEvery, log) })
+	}
 	expiryDone := make(chan struct{})
 	go func() {
 		defer close(expiryDone)
@@ -141,9 +182,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	stopJobs()
+	stopJobs() // also ends the dashboard's event streams, which Shutdown would wait for
 	shutErr := hs.Shutdown(sctx)
 	<-expiryDone
+	bg.Wait()
 	w.Close()
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
