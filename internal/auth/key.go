@@ -56,15 +56,22 @@ const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 // NewSecret returns a fresh key text for mode and the Key record to store
 // (without ID, role and owner, which the caller fills in).
 func NewSecret(mode Mode) (string, Key) {
-	const n = 32
-	raw := make([]byte, n)
-	if _, err := rand.Read(raw); err != nil {
-		panic(err) // crypto/rand does not fail on supported systems
-	}
+	const n = 32 // × log2(62) ≈ 190 bits
 	var sb strings.Builder
 	sb.WriteString("pd_" + string(mode) + "_")
-	for _, c := range raw {
-		sb.WriteByte(alphabet[int(c)%len(alphabet)])
+	var buf [64]byte
+	for written := 0; written < n; {
+		if _, err := rand.Read(buf[:]); err != nil {
+			panic(err) // crypto/rand does not fail on supported systems
+		}
+		for _, c := range buf {
+			// Bytes of 248 and above are dropped so every character is
+			// equally likely (248 = 4 × 62).
+			if c < 248 && written < n {
+				sb.WriteByte(alphabet[int(c)%len(alphabet)])
+				written++
+			}
+		}
 	}
 	secret := sb.String()
 	return secret, Key{Prefix: secret[:len("pd_")+len(mode)+1+4], Hash: HashSecret(secret), Mode: mode, CreatedAt: time.Now().UTC()}
