@@ -73,8 +73,47 @@ type outcome struct {
 	err error
 }
 
+// prefetchOf lists what ops name directly.
+func prefetchOf(ops []Op) Prefetch {
+	var p Prefetch
+	for _, op := range ops {
+		if op.IdempotencyKey != "" {
+			p.IdemKeys = append(p.IdemKeys, IdemKey{op.Actor.KeyID, op.IdempotencyKey})
+		}
+		if op.MemberID != "" {
+			p.MemberIDs = append(p.MemberIDs, op.MemberID)
+		}
+		if op.StoreID != "" {
+			p.StoreIDs = append(p.StoreIDs, op.StoreID)
+		}
+		switch op.Kind {
+		case OpEarn:
+			p.Receipts = append(p.Receipts, ReceiptKey{StoreID: op.StoreID, Receipt: op.Receipt})
+		case OpRedeem, OpExpireLots:
+			p.LotMemberIDs = append(p.LotMemberIDs, op.MemberID)
+		case OpAdjust:
+			if op.Points != nil && *op.Points < 0 {
+				p.LotMemberIDs = append(p.LotMemberIDs, op.MemberID)
+			}
+		case OpCancel:
+			p.TransactionIDs = append(p.TransactionIDs, op.TransactionID)
+		case OpCapture, OpVoid, OpExpireHold:
+			p.HoldIDs = append(p.HoldIDs, op.HoldID)
+		}
+	}
+	p.IdemKeys, p.MemberIDs, p.StoreIDs = uniq(p.IdemKeys), uniq(p.MemberIDs), uniq(p.StoreIDs)
+	p.Receipts, p.LotMemberIDs = uniq(p.Receipts), uniq(p.LotMemberIDs)
+	p.TransactionIDs, p.HoldIDs = uniq(p.TransactionIDs), uniq(p.HoldIDs)
+	return p
+}
+
 func (b *batch) load(ctx context.Context, ops []Op) error {
 	var err error
+	if p, ok := b.tx.(Prefetcher); ok {
+		if err := p.Prefetch(ctx, prefetchOf(ops)); err != nil {
+			return fmt.Errorf("prefetch: %w", err)
+		}
+	}
 	if b.seq, b.hash, err = b.tx.Head(ctx); err != nil {
 		return fmt.Errorf("load head: %w", err)
 	}

@@ -73,6 +73,30 @@ type BatchTx interface {
 	Apply(ctx context.Context, w *WriteSet) error
 }
 
+// Prefetcher is a BatchTx that can load, in one round trip, everything a
+// batch's operations name directly, with the chain head lock first. The
+// engine calls Prefetch before any other load; the loads are then answered
+// from what was prefetched and query only what is missing (the members and
+// stores of cancelled transactions and captured holds). A store whose round
+// trips are cheap (SQLite) need not implement it.
+type Prefetcher interface {
+	Prefetch(ctx context.Context, p Prefetch) error
+}
+
+// Prefetch names what a batch's operations refer to directly.
+type Prefetch struct {
+	IdemKeys       []IdemKey
+	TransactionIDs []string
+	HoldIDs        []string
+	MemberIDs      []string
+	StoreIDs       []string
+	// Receipts of earns, by store and receipt (MerchantID left empty: the
+	// store says whose it is).
+	Receipts []ReceiptKey
+	// LotMemberIDs are the members whose lots the batch will need.
+	LotMemberIDs []string
+}
+
 // IdemKey identifies an idempotency record: the caller's scope (its API key)
 // and the key it sent.
 type IdemKey struct {

@@ -54,6 +54,27 @@ func (db *DB) writeOnce(ctx context.Context, fn func(ledger.BatchTx) error) erro
 	return nil
 }
 
+// idemQuery looks idempotency records up by scope and key arrays: a lateral
+// probe per key, one index lookup each whatever the planner's statistics say.
+const idemQuery = `
+	SELECT ` + idemCols + `
+	FROM unnest($1::text[], $2::text[]) AS k(scope, key)
+	CROSS JOIN LATERAL (
+		SELECT * FROM idempotency i WHERE i.scope = k.scope AND i.key = k.key
+		LIMIT 1
+	) i`
+
+// lotsQuery loads the open lots of an array of members: one index range per
+// member (lateral).
+const lotsQuery = `
+	SELECT ` + lotCols + `
+	FROM unnest($1::text[]) AS m(id)
+	CROSS JOIN LATERAL (
+		SELECT * FROM lots l
+		WHERE l.member_id = m.id AND l.remaining > 0
+		ORDER BY l.expires_at, l.id
+	) l`
+
 // retryable reports a serialization failure or a deadlock.
 func retryable(err error) bool {
 	code, _ := pgCode(err)
@@ -69,9 +90,13 @@ type batchTx struct {
 	headHash []byte
 	headRead bool
 	accounts map[int64]ledger.Account
+	pre      *prefetched // what Prefetch loaded; nil without it
 }
 
 func (b *batchTx) Head(ctx context.Context) (int64, []byte, error) {
+	if b.headRead {
+		return b.headSeq, b.headHash, nil // locked by Prefetch
+	}
 	var seq int64
 	var hash []byte
 	err := b.tx.QueryRow(ctx, `SELECT seq, hash FROM ledger_head WHERE id = 1 FOR UPDATE`).Scan(&seq, &hash)
@@ -82,7 +107,7 @@ func (b *batchTx) Head(ctx context.Context) (int64, []byte, error) {
 	return seq, hash, nil
 }
 
-func (b *batchTx) Idempotency(ctx context.Context, keys []ledger.IdemKey) (map[ledger.IdemKey]ledger.IdemRecord, error) {
+func (b *batchTx) queryIdempotency(ctx context.Context, keys []ledger.IdemKey) (map[ledger.IdemKey]ledger.IdemRecord, error) {
 	out := make(map[ledger.IdemKey]ledger.IdemRecord, len(keys))
 	if len(keys) == 0 {
 		return out, nil
@@ -93,13 +118,7 @@ func (b *batchTx) Idempotency(ctx context.Context, keys []ledger.IdemKey) (map[l
 	}
 	// A lateral lookup per key: one index probe each, whatever the
 	// planner's statistics say about the table.
-	recs, err := list(ctx, b.tx, scanIdem, `
-		SELECT `+idemCols+`
-		FROM unnest($1::text[], $2::text[]) AS k(scope, key)
-		CROSS JOIN LATERAL (
-			SELECT * FROM idempotency i WHERE i.scope = k.scope AND i.key = k.key
-			LIMIT 1
-		) i`, scopes, ks)
+	recs, err := list(ctx, b.tx, scanIdem, idemQuery, scopes, ks)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +128,7 @@ func (b *batchTx) Idempotency(ctx context.Context, keys []ledger.IdemKey) (map[l
 	return out, nil
 }
 
-func (b *batchTx) Transactions(ctx context.Context, ids []string) (map[string]ledger.Transaction, error) {
+func (b *batchTx) queryTransactions(ctx context.Context, ids []string) (map[string]ledger.Transaction, error) {
 	out := make(map[string]ledger.Transaction, len(ids))
 	if len(ids) == 0 {
 		return out, nil
@@ -129,7 +148,7 @@ func (b *batchTx) Transactions(ctx context.Context, ids []string) (map[string]le
 	return out, nil
 }
 
-func (b *batchTx) Holds(ctx context.Context, ids []string) (map[string]ledger.Hold, error) {
+func (b *batchTx) queryHolds(ctx context.Context, ids []string) (map[string]ledger.Hold, error) {
 	out := make(map[string]ledger.Hold, len(ids))
 	if len(ids) == 0 {
 		return out, nil
@@ -148,7 +167,7 @@ func (b *batchTx) Holds(ctx context.Context, ids []string) (map[string]ledger.Ho
 	return out, nil
 }
 
-func (b *batchTx) Members(ctx context.Context, ids []string) (map[string]ledger.Member, error) {
+func (b *batchTx) queryMembers(ctx context.Context, ids []string) (map[string]ledger.Member, error) {
 	out := make(map[string]ledger.Member, len(ids))
 	if len(ids) == 0 {
 		return out, nil
@@ -163,7 +182,7 @@ func (b *batchTx) Members(ctx context.Context, ids []string) (map[string]ledger.
 	return out, nil
 }
 
-func (b *batchTx) Stores(ctx context.Context, ids []string) (map[string]ledger.StoreInfo, error) {
+func (b *batchTx) queryStores(ctx context.Context, ids []string) (map[string]ledger.StoreInfo, error) {
 	out := make(map[string]ledger.StoreInfo, len(ids))
 	if len(ids) == 0 {
 		return out, nil
@@ -178,7 +197,7 @@ func (b *batchTx) Stores(ctx context.Context, ids []string) (map[string]ledger.S
 	return out, nil
 }
 
-func (b *batchTx) EarnedReceipts(ctx context.Context, receipts []ledger.ReceiptKey) (map[ledger.ReceiptKey]string, error) {
+func (b *batchTx) queryEarnedReceipts(ctx context.Context, receipts []ledger.ReceiptKey) (map[ledger.ReceiptKey]string, error) {
 	out := make(map[ledger.ReceiptKey]string)
 	if len(receipts) == 0 {
 		return out, nil
@@ -216,7 +235,7 @@ func (b *batchTx) EarnedReceipts(ctx context.Context, receipts []ledger.ReceiptK
 	return out, nil
 }
 
-func (b *batchTx) Accounts(ctx context.Context, ids []int64) (map[int64]ledger.Account, error) {
+func (b *batchTx) queryAccounts(ctx context.Context, ids []int64) (map[int64]ledger.Account, error) {
 	out := make(map[int64]ledger.Account, len(ids))
 	if len(ids) == 0 {
 		return out, nil
@@ -240,7 +259,7 @@ func (b *batchTx) Accounts(ctx context.Context, ids []int64) (map[int64]ledger.A
 	return out, nil
 }
 
-func (b *batchTx) Lots(ctx context.Context, memberIDs []string) (map[string][]ledger.Lot, error) {
+func (b *batchTx) queryLots(ctx context.Context, memberIDs []string) (map[string][]ledger.Lot, error) {
 	out := make(map[string][]ledger.Lot, len(memberIDs))
 	if len(memberIDs) == 0 {
 		return out, nil
@@ -248,14 +267,7 @@ func (b *batchTx) Lots(ctx context.Context, memberIDs []string) (map[string][]le
 	// Not locked: most of the lots loaded will not change, and the lock on
 	// the chain head already keeps every other writer out. One index range
 	// per member (lateral), whatever the statistics say.
-	lots, err := list(ctx, b.tx, scanLot, `
-		SELECT `+lotCols+`
-		FROM unnest($1::text[]) AS m(id)
-		CROSS JOIN LATERAL (
-			SELECT * FROM lots l
-			WHERE l.member_id = m.id AND l.remaining > 0
-			ORDER BY l.expires_at, l.id
-		) l`, memberIDs)
+	lots, err := list(ctx, b.tx, scanLot, lotsQuery, memberIDs)
 	if err != nil {
 		return nil, err
 	}
