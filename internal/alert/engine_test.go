@@ -138,11 +138,6 @@ func (r *receiver) messages() []jsonMessage {
 
 func (r *receiver) count() int { return len(r.messages()) }
 
-func (r *receiver) tries() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.attempts
-}
 
 // signals are gauges the tests set and rules read.
 type signals struct {

@@ -61,8 +61,7 @@ type Writer struct {
 	closed bool
 	done   chan struct{}
 
-	perOp   atomic.Int64 // EWMA of nanoseconds per operation, for admission
-	batches atomic.Int64
+	perOp atomic.Int64 // EWMA of nanoseconds per operation, for admission
 }
 
 type request struct {

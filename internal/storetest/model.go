@@ -71,14 +71,14 @@ type model struct {
 }
 
 type mMerchant struct {
-	id                 string
-	rateBP             int64
-	validityDays       int
-	issued, redeemed   int64
-	stores             []string
-	receiptsByStore    map[string][]string
-	shop               ledger.Merchant
-	terminal, anyStore ledger.Actor
+	id               string
+	rateBP           int64
+	validityDays     int
+	issued, redeemed int64
+	stores           []string
+	receiptsByStore  map[string][]string
+	shop             ledger.Merchant
+	anyStore         ledger.Actor
 }
 
 type mStore struct {
