@@ -138,7 +138,6 @@ func (r *receiver) messages() []jsonMessage {
 
 func (r *receiver) count() int { return len(r.messages()) }
 
-
 // signals are gauges the tests set and rules read.
 type signals struct {
 	reg *prometheus.Registry

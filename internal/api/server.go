@@ -89,6 +89,7 @@ func (s *Server) Handler() http.Handler {
 	handle("GET /healthz", open, s.healthz)
 	handle("GET /readyz", open, s.readyz)
 	handle("POST /v1/ping", any, s.ping)
+	handle("GET /v1/openapi.json", open, s.openapi)
 
 	handle("POST /v1/merchants", admin, s.createMerchant)
 	handle("GET /v1/merchants/{id}", pos, s.getMerchant)
