@@ -24,6 +24,7 @@ usage:
   pointd expire  [--data DIR | --db URL]
   pointd incident --from T1 --to T2 [--store ID] [--json] [--data DIR | --db URL]
   pointd reconcile --receipts FILE.csv [--fix OUT] [--json] | --apply FILE  [--data DIR | --db URL]
+  pointd surge   --target URL --admin-key KEY | --spawn "SERVE ARGS" | --spawn-data DIR  [--profile steady|launch|badge] [--duration D] [--rate R] [--fault KIND@T[:D]]… [--report FILE.html]
 
 Every flag can also be set as an environment variable: --db-conns is POINTD_DB_CONNS.
 Run 'pointd COMMAND --help' for a command's flags.
@@ -61,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdExpire(ctx, args[1:], stdout, stderr)
 	case "incident", "reconcile":
 		err = cmdRepair(ctx, args[0], args[1:], stdout, stderr)
+	case "surge":
+		err = cmdSurge(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/pointd/pointd/internal/surge"
+)
+
+// faultList is a repeatable --fault flag.
+type faultList []surge.Fault
+
+func (f *faultList) String() string { return fmt.Sprint(*f) }
+func (f *faultList) Set(s string) error {
+	x, err := surge.ParseFault(s)
+	if err != nil {
+		return err
+	}
+	*f = append(*f, x)
+	return nil
+}
+
+func cmdSurge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("surge", stderr)
+	var cfg surge.Config
+	var faults faultList
+	fs.StringVar(&cfg.Target, "target", "", "base URL of the server to rehearse against, e.g. http://127.0.0.1:7070")
+	fs.StringVar(&cfg.AdminKey, "admin-key", "", "an admin API key of the target (not needed with --spawn: surge creates one)")
+	fs.StringVar(&cfg.Profile, "profile", "steady", "steady, launch (members and rate ramp steeply) or badge (app reads ×20 for a minute)")
+	fs.DurationVar(&cfg.Duration, "duration", 0, "length of the load (default 60s)")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "POS operations per second, Poisson arrivals (launch: the peak; default 100)")
+	fs.IntVar(&cfg.Members, "members", 0, "synthetic members (launch: at the end; default 200)")
+	fs.IntVar(&cfg.Stores, "stores", 0, "synthetic stores, each with its own POS key (default 20)")
+	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed of the workload's randomness")
+	fs.Var(&faults, "fault", "KIND@T[:D], repeatable: server-kill@T, conn-drop@T[:D], db-slow@T:D, db-restart@T (restarts this machine's PostgreSQL)")
+	fs.StringVar(&cfg.Report, "report", "", "write a self-contained HTML report to this file")
+	fs.BoolVar(&cfg.Baseline, "against-baseline", false, "measure POST /v1/ping first and report earn throughput as a fraction of it")
+	spawn := fs.String("spawn", "", `start the server itself: the arguments of "pointd serve", e.g. "--db postgres://… --db-conns 8" (needs --data or --db)`)
+	spawnData := fs.String("spawn-data", "", "start the server itself on SQLite in this folder (same as --spawn \"--data DIR\")")
+	fs.StringVar(&cfg.LogDir, "spawn-logs", "", "folder for the spawned server's logs (default: a new temporary folder)")
+	fs.StringVar(&cfg.Binary, "server-binary", "", "the pointd binary --spawn runs (default: this one)")
+	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", 0, "client timeout of one attempt (default 5s)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case *spawn != "" && *spawnData != "":
+		return fmt.Errorf("give --spawn or --spawn-data, not both")
+	case *spawn != "":
+		cfg.Spawn = strings.Fields(*spawn)
+	case *spawnData != "":
+		cfg.Spawn = []string{"--data", *spawnData}
+	}
+	cfg.Faults = faults
+	res, err := surge.Run(ctx, cfg, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	if !res.Clean() {
+		return exitError(1)
+	}
+	return nil
+}

@@ -1,0 +1,415 @@
+package surge
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Outcomes of an operation.
+const (
+	outAcked      = "acked"      // 201, new or replayed
+	outRefused    = "refused"    // a definitive 4xx: nothing was written
+	outUnresolved = "unresolved" // no definitive answer after all retries
+)
+
+// op is one POS operation surge sent, with what its own model expects of it.
+type op struct {
+	Kind     string // earn, redeem, hold, capture, void, cancel_earn, cancel_redeem
+	Member   *member
+	Path     string
+	Key      string // POS key it was sent with
+	Idem     string
+	Body     []byte
+	Receipt  string
+	WantType string
+	WantPts  int64
+	Delta    int64 // on the member's balance when acknowledged
+	HeldD    int64 // on the member's held points when acknowledged
+
+	Outcome   string
+	Code      string // the refusal's code
+	Status    int
+	Attempts  int
+	Replayed  bool
+	TxnID     string
+	GotType   string
+	GotPoints int64
+	GotMember string
+	HoldID    string
+	Retried   bool // needed more than one attempt
+}
+
+type member struct {
+	id     string
+	approx atomic.Int64 // acknowledged available points, for choosing amounts
+}
+
+type storeFx struct {
+	id       string
+	merchant *merchantFx
+	posKey   string
+}
+
+type merchantFx struct {
+	id     string
+	rateBP int64
+}
+
+// workload drives the POS and app traffic and keeps the record.
+type workload struct {
+	cfg    *Config
+	runID  string
+	c      *client
+	tl     *timeline
+	admin  string
+	stores []*storeFx
+	pol    retryPolicy
+
+	mu      sync.Mutex
+	members []*member // active (signed up) members
+	ops     []*op
+	seq     atomic.Int64
+	memSeq  atomic.Int64
+	phoneNS int64
+
+	inFlight  atomic.Int64
+	wg        sync.WaitGroup
+	acked     atomic.Int64
+	refused   atomic.Int64
+	unres     atomic.Int64
+	signupErr atomic.Int64
+}
+
+func (w *workload) nextID(kind string) string {
+	return fmt.Sprintf("surge-%s-%s-%d", w.runID, kind, w.seq.Add(1))
+}
+
+func (w *workload) pickMember(rng *rand.Rand) *member {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.members[rng.IntN(len(w.members))]
+}
+
+func (w *workload) memberCount() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.members)
+}
+
+func (w *workload) record(o *op) {
+	w.mu.Lock()
+	w.ops = append(w.ops, o)
+	w.mu.Unlock()
+}
+
+// send posts o with the POS retry rules and records the outcome.
+func (w *workload) send(ctx context.Context, o *op) {
+	w.record(o)
+	w.tl.update(func(s *second) { s.Offered++ })
+	a, n, err := w.c.post(ctx, o.Path, o.Key, o.Idem, o.Body, w.pol, func(a answer) { w.tl.attempt(a, false) })
+	o.Attempts = n
+	o.Retried = n > 1
+	w.settle(o, a, err)
+}
+
+func (w *workload) settle(o *op, a answer, err error) {
+	o.Status, o.Code = a.status, a.code
+	switch {
+	case err != nil:
+		o.Outcome = outUnresolved
+		w.unres.Add(1)
+		return
+	case a.status == http.StatusCreated:
+		var r struct {
+			ID       string `json:"id"`
+			Type     string `json:"type"`
+			Points   int64  `json:"points"`
+			MemberID string `json:"member_id"`
+			Hold     *struct {
+				ID string `json:"id"`
+			} `json:"hold"`
+		}
+		if json.Unmarshal(a.body, &r) != nil || r.ID == "" {
+			o.Outcome, o.Code = outUnresolved, "unreadable 201"
+			w.unres.Add(1)
+			return
+		}
+		o.Outcome, o.Replayed, o.TxnID, o.GotType, o.GotPoints, o.GotMember = outAcked, a.replayed, r.ID, r.Type, r.Points, r.MemberID
+		if r.Hold != nil {
+			o.HoldID = r.Hold.ID
+		}
+		w.acked.Add(1)
+		o.Member.approx.Add(o.Delta - o.HeldD)
+		w.tl.update(func(s *second) {
+			s.Served++
+			s.Acked++
+			if o.Kind == "earn" {
+				s.Earns++
+			}
+		})
+	default:
+		o.Outcome = outRefused
+		w.refused.Add(1)
+		w.tl.update(func(s *second) { s.Served++ })
+	}
+}
+
+// resolve asks again, after the run, for every operation left unresolved:
+// a POS that lost its answer asks again with the same key once the server
+// is back. What is still open after that stays a discrepancy.
+func (w *workload) resolve(ctx context.Context) {
+	w.mu.Lock()
+	var open []*op
+	for _, o := range w.ops {
+		if o.Outcome == outUnresolved && o.Code != "unreadable 201" {
+			open = append(open, o)
+		}
+	}
+	w.mu.Unlock()
+	pol := retryPolicy{maxAttempts: 10, maxTotal: 60 * time.Second}
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for _, o := range open {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			a, n, err := w.c.post(ctx, o.Path, o.Key, o.Idem, o.Body, pol, nil)
+			o.Attempts += n
+			o.Retried = true
+			w.unres.Add(-1)
+			w.settle(o, a, err)
+		})
+	}
+	wg.Wait()
+}
+
+func jsonBody(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// session runs one POS arrival: an operation and, sometimes, what follows
+// it at the counter (a refund, the capture or void of a hold).
+func (w *workload) session(ctx context.Context, rng *rand.Rand) {
+	st := w.stores[rng.IntN(len(w.stores))]
+	m := w.pickMember(rng)
+	x := rng.Float64()
+	avail := m.approx.Load()
+	switch {
+	case x < 0.60 || avail < 10:
+		w.earnFlow(ctx, rng, st, m)
+	case x < 0.80:
+		w.redeemFlow(ctx, rng, st, m, avail)
+	default:
+		w.holdFlow(ctx, rng, st, m, avail)
+	}
+}
+
+func (w *workload) earnFlow(ctx context.Context, rng *rand.Rand, st *storeFx, m *member) {
+	amount := 1000 + rng.Int64N(99_000)
+	rcpt := w.nextID("r")
+	pts := amount * st.merchant.rateBP / 10_000
+	o := &op{Kind: "earn", Member: m, Path: "/v1/earns", Key: st.posKey, Idem: rcpt + "-earn", Receipt: rcpt,
+		WantType: "earn", WantPts: pts, Delta: pts,
+		Body: jsonBody(map[string]any{"member_id": m.id, "store_id": st.id, "receipt": rcpt, "purchase_amount": amount})}
+	w.send(ctx, o)
+	if o.Outcome != outAcked || ctx.Err() != nil {
+		return
+	}
+	y := rng.Float64()
+	switch {
+	case y < 0.08: // a partial refund, sometimes followed by the rest
+		a := 1 + rng.Int64N(amount-1)
+		p := min(pts, pts*a/amount)
+		c := w.cancel(ctx, st, m, o, "cancel_earn", map[string]any{"transaction_id": o.TxnID, "purchase_amount": a}, p)
+		if c.Outcome == outAcked && rng.IntN(2) == 0 {
+			w.cancel(ctx, st, m, o, "cancel_earn", map[string]any{"transaction_id": o.TxnID}, pts-p)
+		}
+	case y < 0.12: // a full refund
+		w.cancel(ctx, st, m, o, "cancel_earn", map[string]any{"transaction_id": o.TxnID}, pts)
+	}
+}
+
+func (w *workload) cancel(ctx context.Context, st *storeFx, m *member, orig *op, kind string, body map[string]any, want int64) *op {
+	sign := int64(-1)
+	if kind == "cancel_redeem" {
+		sign = 1
+	}
+	c := &op{Kind: kind, Member: m, Path: "/v1/cancellations", Key: st.posKey, Idem: w.nextID("cancel"),
+		WantType: kind, WantPts: want, Delta: sign * want, Body: jsonBody(body)}
+	w.send(ctx, c)
+	return c
+}
+
+func (w *workload) redeemFlow(ctx context.Context, rng *rand.Rand, st *storeFx, m *member, avail int64) {
+	pts := 1 + rng.Int64N(min(500, avail/2))
+	rcpt := w.nextID("r")
+	o := &op{Kind: "redeem", Member: m, Path: "/v1/redemptions", Key: st.posKey, Idem: rcpt + "-redeem", Receipt: rcpt,
+		WantType: "redeem", WantPts: pts, Delta: -pts,
+		Body: jsonBody(map[string]any{"member_id": m.id, "store_id": st.id, "receipt": rcpt, "points": pts})}
+	w.send(ctx, o)
+	if o.Outcome != outAcked || ctx.Err() != nil || rng.Float64() >= 0.10 {
+		return
+	}
+	if pts >= 2 && rng.IntN(2) == 0 {
+		p := 1 + rng.Int64N(pts-1)
+		c := w.cancel(ctx, st, m, o, "cancel_redeem", map[string]any{"transaction_id": o.TxnID, "points": p}, p)
+		if c.Outcome == outAcked && rng.IntN(2) == 0 {
+			w.cancel(ctx, st, m, o, "cancel_redeem", map[string]any{"transaction_id": o.TxnID}, pts-p)
+		}
+		return
+	}
+	w.cancel(ctx, st, m, o, "cancel_redeem", map[string]any{"transaction_id": o.TxnID}, pts)
+}
+
+func (w *workload) holdFlow(ctx context.Context, rng *rand.Rand, st *storeFx, m *member, avail int64) {
+	pts := 1 + rng.Int64N(min(500, avail/2))
+	o := &op{Kind: "hold", Member: m, Path: "/v1/holds", Key: st.posKey, Idem: w.nextID("hold"),
+		WantType: "hold", WantPts: pts, HeldD: pts,
+		Body: jsonBody(map[string]any{"member_id": m.id, "store_id": st.id, "points": pts})}
+	w.send(ctx, o)
+	if o.Outcome != outAcked || o.HoldID == "" {
+		return
+	}
+	// The customer decides at the counter.
+	select {
+	case <-time.After(time.Duration(20+rng.IntN(300)) * time.Millisecond):
+	case <-ctx.Done():
+	}
+	if rng.Float64() < 0.7 {
+		c := pts
+		body := map[string]any{}
+		if rng.IntN(2) == 0 {
+			c = 1 + rng.Int64N(pts)
+			body["points"] = c
+		}
+		w.send(ctx, &op{Kind: "capture", Member: m, Path: "/v1/holds/" + o.HoldID + "/capture", Key: st.posKey,
+			Idem: w.nextID("capture"), WantType: "redeem", WantPts: c, Delta: -c, HeldD: -pts, Body: jsonBody(body)})
+		return
+	}
+	w.send(ctx, &op{Kind: "void", Member: m, Path: "/v1/holds/" + o.HoldID + "/void", Key: st.posKey,
+		Idem: w.nextID("void"), WantType: "hold_void", WantPts: pts, HeldD: -pts, Body: []byte("{}")})
+}
+
+// read is one member-app read: the balance or the first page of history.
+func (w *workload) read(ctx context.Context, rng *rand.Rand) {
+	m := w.pickMember(rng)
+	st := w.stores[rng.IntN(len(w.stores))]
+	path := "/v1/members/" + m.id + "/balance"
+	if rng.IntN(3) == 0 {
+		path = "/v1/members/" + m.id + "/transactions?limit=20"
+	}
+	w.tl.update(func(s *second) { s.ReadsOff++ })
+	a := w.c.do(ctx, http.MethodGet, path, st.posKey, "", nil)
+	w.tl.attempt(a, true)
+	if a.err == nil && a.status == http.StatusOK {
+		w.tl.update(func(s *second) { s.Reads++ })
+	}
+}
+
+// signup creates one more synthetic member (launch profile).
+func (w *workload) signup(ctx context.Context) error {
+	n := w.memSeq.Add(1)
+	body := jsonBody(map[string]any{"phone": fmt.Sprintf("+1%05d%06d", w.phoneNS, n), "name": fmt.Sprintf("surge-%s member %d", w.runID, n)})
+	pol := retryPolicy{maxAttempts: 10, maxTotal: 60 * time.Second}
+	a, _, err := w.c.post(ctx, "/v1/members", w.admin, fmt.Sprintf("surge-%s-member-%d", w.runID, n), body, pol, nil)
+	if err != nil || a.status != http.StatusCreated {
+		w.signupErr.Add(1)
+		return fmt.Errorf("create member %d: HTTP %d %v %s", n, a.status, a.err, a.body)
+	}
+	var r struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(a.body, &r); err != nil || r.ID == "" {
+		return fmt.Errorf("create member %d: %s", n, a.body)
+	}
+	w.mu.Lock()
+	w.members = append(w.members, &member{id: r.ID})
+	w.mu.Unlock()
+	return nil
+}
+
+// rateAt is the POS arrival rate at offset t of the run.
+func (w *workload) rateAt(t time.Duration) float64 {
+	if w.cfg.Profile == ProfileLaunch {
+		// From 5 % to 100 % of the rate, exponentially: the steep climb of a launch.
+		f := float64(t) / float64(w.cfg.Duration)
+		return w.cfg.Rate * 0.05 * math.Pow(20, f)
+	}
+	return w.cfg.Rate
+}
+
+// readRateAt is the member-app read rate: as many reads as POS operations,
+// ×20 during the badge window.
+func (w *workload) readRateAt(t time.Duration) float64 {
+	r := w.rateAt(t)
+	if w.cfg.Profile == ProfileBadge {
+		if from, to := badgeWindow(w.cfg.Duration); t >= from && t < to {
+			return 20 * r
+		}
+	}
+	return r
+}
+
+// badgeWindow: a minute (or the middle third of a shorter run) after a third
+// of the run.
+func badgeWindow(d time.Duration) (time.Duration, time.Duration) {
+	from := d / 3
+	return from, from + min(time.Minute, d/3)
+}
+
+// membersAt is how many members the launch profile wants at offset t.
+func (w *workload) membersAt(t time.Duration) int {
+	if w.cfg.Profile != ProfileLaunch {
+		return w.cfg.Members
+	}
+	f := float64(t) / float64(w.cfg.Duration)
+	initial := max(w.cfg.Members/10, 5)
+	return initial + int(float64(w.cfg.Members-initial)*(math.Pow(20, f)-1)/19)
+}
+
+// arrivals runs an open-loop Poisson process at rate(t) until the run ends:
+// each arrival starts fn in its own goroutine whatever the server's speed,
+// up to MaxInFlight at once (beyond, the arrival is counted as saturated).
+func (w *workload) arrivals(ctx context.Context, start time.Time, rng *rand.Rand, rate func(time.Duration) float64,
+	fn func(context.Context, *rand.Rand)) {
+	next := time.Now()
+	for {
+		t := time.Since(start)
+		if t >= w.cfg.Duration || ctx.Err() != nil {
+			return
+		}
+		r := rate(t)
+		gap := time.Duration(rng.ExpFloat64() / r * float64(time.Second))
+		next = next.Add(gap)
+		if d := time.Until(next); d > 0 {
+			timer := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			case <-timer.C:
+			}
+		}
+		if time.Since(start) >= w.cfg.Duration {
+			return
+		}
+		if w.inFlight.Load() >= int64(w.cfg.MaxInFlight) {
+			w.tl.update(func(s *second) { s.Saturated++ })
+			continue
+		}
+		seed := rng.Uint64()
+		w.inFlight.Add(1)
+		w.wg.Go(func() {
+			defer w.inFlight.Add(-1)
+			fn(ctx, rand.New(rand.NewPCG(seed, 7)))
+		})
+	}
+}
