@@ -77,6 +77,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		capacity := *queue
 		mt.WatchWriteQueue(w.QueueDepth, func() int { return capacity })
 		mt.WatchDB(func() (int, int) { return poolStats(db) })
+		if pw, ok := db.(interface{ PoolWaits() (int, int64) }); ok {
+			mt.WatchDBWaits(pw.PoolWaits)
+		}
 	}
 	ready := func(ctx context.Context) error {
 		_, err := db.Balance(ctx, "readiness-probe")

@@ -305,6 +305,26 @@ func (m *Metrics) WatchDB(stats func() (inUse, max int)) {
 	)
 }
 
+// WatchDBWaits reports the idle connections and how many times a caller had
+// to wait for a connection (pointd_db_connections_idle,
+// pointd_db_connection_waits_total): waits that keep growing mean reads
+// queue for the fixed pool. Call it once.
+func (m *Metrics) WatchDBWaits(stats func() (idle int, waits int64)) {
+	if m == nil {
+		return
+	}
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: Namespace, Subsystem: "db", Name: "connections_idle",
+			Help: "Database connections open and idle now.",
+		}, func() float64 { i, _ := stats(); return float64(i) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "db", Name: "connection_waits_total",
+			Help: "Times a caller had to wait for a database connection.",
+		}, func() float64 { _, w := stats(); return float64(w) }),
+	)
+}
+
 // Batch implements ledger.Observer: one database transaction of the writer.
 func (m *Metrics) Batch(size int, took time.Duration, err error) {
 	if m == nil {

@@ -122,6 +122,13 @@ func (db *DB) Stats() (inUse, idle, max int) {
 	return int(r.AcquiredConns() + w.AcquiredConns()), int(r.IdleConns() + w.IdleConns()), int(r.MaxConns() + w.MaxConns())
 }
 
+// PoolWaits reports idle connections and how often an acquire had to wait
+// for one (the writer's own connection included).
+func (db *DB) PoolWaits() (idle int, waits int64) {
+	r, w := db.pool.Stat(), db.write.Stat()
+	return int(r.IdleConns() + w.IdleConns()), r.EmptyAcquireCount() + w.EmptyAcquireCount()
+}
+
 // Exec runs a statement outside the ledger. Only tests use it, to damage rows
 // behind the ledger's back and check the audit notices.
 func (db *DB) Exec(ctx context.Context, query string, args ...any) error {

@@ -225,6 +225,12 @@ func (db *DB) Stats() (writeConnsInUse, readConnsInUse, maxConns int) {
 	return ws.InUse, rs.InUse, ws.MaxOpenConnections + rs.MaxOpenConnections
 }
 
+// PoolWaits reports idle connections and how often a caller waited for one.
+func (db *DB) PoolWaits() (idle int, waits int64) {
+	ws, rs := db.w.Stats(), db.r.Stats()
+	return ws.Idle + rs.Idle, ws.WaitCount + rs.WaitCount
+}
+
 // Close closes every connection.
 func (db *DB) Close() error {
 	db.wmu.Lock()
