@@ -186,7 +186,7 @@ func (db *DB) MemberByPhone(ctx context.Context, phone string) (ledger.Member, e
 	if phone == "" {
 		return ledger.Member{}, ledger.Errorf(ledger.CodeMemberNotFound, "no member with an empty phone number")
 	}
-	return one(ctx, db.pool, ledger.Errorf(ledger.CodeMemberNotFound, "no member with phone number %q", phone), scanMember,
+	return one(ctx, db.pool, ledger.Errorf(ledger.CodeMemberNotFound, "no member with this phone number"), scanMember,
 		`SELECT `+memberCols+` FROM members m WHERE m.phone = $1`, phone)
 }
 

@@ -48,7 +48,7 @@ func (db *DB) MemberByCard(ctx context.Context, cardNumber string) (ledger.Membe
 // MemberByPhone returns the member with the phone number.
 func (db *DB) MemberByPhone(ctx context.Context, phone string) (ledger.Member, error) {
 	if phone == "" { // no phone is no one's phone
-		return ledger.Member{}, ledger.Errorf(ledger.CodeMemberNotFound, "no member with phone %q", phone)
+		return ledger.Member{}, ledger.Errorf(ledger.CodeMemberNotFound, "no member with this phone number")
 	}
 	return db.member(ctx, `m.phone = ?`, phone, "no member with phone %q")
 }
