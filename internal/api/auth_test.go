@@ -149,6 +149,39 @@ func TestAuthorization(t *testing.T) {
 		want[opResponse](t, h.at(t).post("/v1/holds/"+holdB.ID+"/void", w.posB, h.idem(), nil), http.StatusCreated)
 	})
 
+	t.Run("a POS key sees only its own merchant's part of a member's history", func(t *testing.T) {
+		h := h.at(t)
+		h.earn(w.posA, w.storeA, w.member.ID, 10_000)
+		for _, c := range []struct{ key, merchant string }{{w.posA, w.merchantA}, {w.posB, w.merchantB}} {
+			p := want[page[ledger.Transaction]](t, h.get("/v1/members/"+w.member.ID+"/transactions", c.key), http.StatusOK)
+			if len(p.Items) == 0 {
+				t.Fatalf("merchant %s sees nothing of its own", c.merchant)
+			}
+			for _, tx := range p.Items {
+				if tx.MerchantID != c.merchant {
+					t.Fatalf("a POS key of %s sees transaction %s of %q", c.merchant, tx.ID, tx.MerchantID)
+				}
+			}
+		}
+		// With one transaction a page, paging still ends and never leaks.
+		cursor := ""
+		for pages := 0; ; pages++ {
+			if pages > 100 {
+				t.Fatal("the history of merchant B does not end")
+			}
+			p := want[page[ledger.Transaction]](t, h.get("/v1/members/"+w.member.ID+"/transactions?limit=1&cursor="+cursor, w.posB), http.StatusOK)
+			for _, tx := range p.Items {
+				if tx.MerchantID != w.merchantB {
+					t.Fatalf("a POS key of B sees transaction %s of %q", tx.ID, tx.MerchantID)
+				}
+			}
+			if p.NextCursor == "" {
+				break
+			}
+			cursor = p.NextCursor
+		}
+	})
+
 	t.Run("a POS key bound to one store acts there only", func(t *testing.T) {
 		h := h.at(t)
 		other := h.createStore(w.merchantA, "A airport")

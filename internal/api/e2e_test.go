@@ -290,9 +290,26 @@ func endToEnd(t *testing.T, h0 *harness) {
 		if len(first.Items) != 2 || first.NextCursor == "" {
 			t.Fatalf("first page of 2: %d items, next_cursor %q", len(first.Items), first.NextCursor)
 		}
-		all := want[page[ledger.Transaction]](t, h.get("/v1/members/"+member.ID+"/transactions", pos), http.StatusOK)
+		all := want[page[ledger.Transaction]](t, h.get("/v1/members/"+member.ID+"/transactions", h.admin), http.StatusOK)
 		if len(all.Items) != len(ids) || all.NextCursor != "" {
 			t.Fatalf("the default page has %d items and next_cursor %q; want all %d and none", len(all.Items), all.NextCursor, len(ids))
+		}
+		// A pos key sees its own merchant's transactions only: not the
+		// operator's adjustments, nor what the member did elsewhere.
+		var ofMerchant int
+		for _, tx := range all.Items {
+			if tx.MerchantID == shop.MerchantID {
+				ofMerchant++
+			}
+		}
+		mine := want[page[ledger.Transaction]](t, h.get("/v1/members/"+member.ID+"/transactions", pos), http.StatusOK)
+		if len(mine.Items) != ofMerchant || ofMerchant == len(all.Items) || mine.NextCursor != "" {
+			t.Fatalf("a pos key sees %d items (next_cursor %q); want its merchant's %d of %d", len(mine.Items), mine.NextCursor, ofMerchant, len(all.Items))
+		}
+		for _, tx := range mine.Items {
+			if tx.MerchantID != shop.MerchantID {
+				t.Fatalf("a pos key sees transaction %s of merchant %q", tx.ID, tx.MerchantID)
+			}
 		}
 	})
 	step("a transaction reads back by id as it was answered", func(t *testing.T, h *harness) {
