@@ -366,18 +366,28 @@ func (b *batch) earn(op *Op) (Result, error) {
 	return b.result(t, m.ID, acct, nil), nil
 }
 
-func (b *batch) redeem(op *Op) (Result, error) {
+// spend checks what redeem and hold share: the member, the store, and that
+// the points asked are available.
+func (b *batch) spend(op *Op) (Member, *Account, StoreInfo, int64, error) {
 	m, acct, err := b.member(op.MemberID)
 	if err != nil {
-		return Result{}, err
+		return Member{}, nil, StoreInfo{}, 0, err
 	}
 	s, err := b.store(op.Actor, op.StoreID)
 	if err != nil {
-		return Result{}, err
+		return Member{}, nil, StoreInfo{}, 0, err
 	}
 	p := *op.Points
 	if avail := acct.Balance - acct.Held; avail < p {
-		return Result{}, Errorf(CodeInsufficientPoints, "member has %d points available, %d asked", max(avail, 0), p)
+		return Member{}, nil, StoreInfo{}, 0, Errorf(CodeInsufficientPoints, "member has %d points available, %d asked", max(avail, 0), p)
+	}
+	return m, acct, s, p, nil
+}
+
+func (b *batch) redeem(op *Op) (Result, error) {
+	m, acct, s, p, err := b.spend(op)
+	if err != nil {
+		return Result{}, err
 	}
 	t := b.newTxn(Transaction{Type: TxRedeem, MemberID: m.ID, MerchantID: s.MerchantID, StoreID: s.ID,
 		Receipt: op.Receipt, Points: p},
@@ -387,17 +397,9 @@ func (b *batch) redeem(op *Op) (Result, error) {
 }
 
 func (b *batch) hold(op *Op) (Result, error) {
-	m, acct, err := b.member(op.MemberID)
+	m, acct, s, p, err := b.spend(op)
 	if err != nil {
 		return Result{}, err
-	}
-	s, err := b.store(op.Actor, op.StoreID)
-	if err != nil {
-		return Result{}, err
-	}
-	p := *op.Points
-	if avail := acct.Balance - acct.Held; avail < p {
-		return Result{}, Errorf(CodeInsufficientPoints, "member has %d points available, %d asked", max(avail, 0), p)
 	}
 	t := b.newTxn(Transaction{Type: TxHold, MemberID: m.ID, MerchantID: s.MerchantID, StoreID: s.ID, Points: p})
 	h := &Hold{ID: t.ID, MemberID: m.ID, MerchantID: s.MerchantID, StoreID: s.ID, Points: p, Status: HoldActive,

@@ -201,16 +201,7 @@ func batchList[T any](br pgx.BatchResults, scan func(pgx.Row) (T, error)) ([]T, 
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
+	return collect(rows, scan)
 }
 
 func scanAccount(row pgx.Row) (ledger.Account, error) {
