@@ -120,6 +120,14 @@ func (d *dbFlags) open(ctx context.Context, migrate bool) (database, error) {
 	if err := d.validate(); err != nil {
 		return nil, err
 	}
+	db, err := d.connect(ctx, migrate)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", d.describe(), err)
+	}
+	return db, nil
+}
+
+func (d *dbFlags) connect(ctx context.Context, migrate bool) (database, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if d.db != "" {

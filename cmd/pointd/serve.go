@@ -58,7 +58,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	db, err := d.open(ctx, true)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", d.describe(), err)
+		return err
 	}
 	defer db.Close()
 

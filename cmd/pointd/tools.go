@@ -38,7 +38,7 @@ func cmdKeysCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	db, err := d.open(ctx, true)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", d.describe(), err)
+		return err
 	}
 	defer db.Close()
 	if r == auth.RolePOS {
@@ -75,7 +75,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	db, err := d.open(ctx, false)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", d.describe(), err)
+		return err
 	}
 	defer db.Close()
 	if *check {
@@ -114,7 +114,7 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	db, err := d.open(ctx, false)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", d.describe(), err)
+		return err
 	}
 	defer db.Close()
 	start := time.Now()
@@ -157,7 +157,7 @@ func cmdExpire(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	db, err := d.open(ctx, true)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", d.describe(), err)
+		return err
 	}
 	defer db.Close()
 	w := ledger.NewWriter(db, ledger.WriterConfig{})

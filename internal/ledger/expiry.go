@@ -44,36 +44,30 @@ func ExpireDue(ctx context.Context, store Store, w *Writer, now time.Time) (Expi
 		}
 		wg.Wait()
 	}
-	for {
-		ids, err := store.DueHolds(ctx, now, page)
-		if err != nil {
-			return st, fmt.Errorf("list due holds: %w", err)
-		}
-		ops := make([]Op, len(ids))
-		for i, id := range ids {
-			ops[i] = Op{Kind: OpExpireHold, HoldID: id}
-		}
-		before := st.Holds
-		run(ops, &st.Holds)
-		if len(ids) < page || st.Holds == before {
-			break
+	// Each list is read again until a pass makes no progress, whatever a
+	// store keeps listing.
+	drain := func(list func(context.Context, time.Time, int) ([]string, error), op func(string) Op, counter *int) error {
+		for {
+			ids, err := list(ctx, now, page)
+			if err != nil {
+				return err
+			}
+			ops := make([]Op, len(ids))
+			for i, id := range ids {
+				ops[i] = op(id)
+			}
+			before := *counter
+			run(ops, counter)
+			if len(ids) < page || *counter == before {
+				return nil
+			}
 		}
 	}
-	for {
-		ids, err := store.DueLotMembers(ctx, now, page)
-		if err != nil {
-			return st, fmt.Errorf("list due lots: %w", err)
-		}
-		ops := make([]Op, len(ids))
-		for i, id := range ids {
-			ops[i] = Op{Kind: OpExpireLots, MemberID: id}
-		}
-		before := st.LotMembers
-		run(ops, &st.LotMembers)
-		// Stop when a pass makes no progress, whatever a store lists.
-		if len(ids) < page || st.LotMembers == before {
-			break
-		}
+	if err := drain(store.DueHolds, func(id string) Op { return Op{Kind: OpExpireHold, HoldID: id} }, &st.Holds); err != nil {
+		return st, fmt.Errorf("list due holds: %w", err)
+	}
+	if err := drain(store.DueLotMembers, func(id string) Op { return Op{Kind: OpExpireLots, MemberID: id} }, &st.LotMembers); err != nil {
+		return st, fmt.Errorf("list due lots: %w", err)
 	}
 	if st.Failed > 0 {
 		return st, fmt.Errorf("%d expiry operations failed; the next pass retries them", st.Failed)

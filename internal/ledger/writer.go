@@ -17,9 +17,6 @@ type WriterConfig struct {
 	Linger    time.Duration // how long a batch waits to fill up; 0: take what is there
 	Now       func() time.Time
 	Logger    *slog.Logger
-	// OnBatch, when set, is told about every batch the writer tried: its
-	// size, how long its transaction took, and whether it committed.
-	OnBatch func(size int, took time.Duration, err error)
 	// Observer, when set, is told about every operation and every batch
 	// (metrics). Its methods must be quick: the writer waits for them.
 	Observer Observer
@@ -61,7 +58,8 @@ type Writer struct {
 	closed bool
 	done   chan struct{}
 
-	perOp atomic.Int64 // EWMA of nanoseconds per operation, for admission
+	perOp   atomic.Int64 // EWMA of nanoseconds per operation, for admission
+	dropped atomic.Int64 // transactions seen by the planted bug of DropEvery
 }
 
 type request struct {
@@ -292,9 +290,6 @@ func (w *Writer) apply(reqs []*request) error {
 		return err
 	})
 	took := time.Since(start)
-	if w.cfg.OnBatch != nil {
-		w.cfg.OnBatch(len(reqs), took, err)
-	}
 	if w.cfg.Observer != nil {
 		w.cfg.Observer.Batch(len(reqs), took, err)
 	}
@@ -330,8 +325,6 @@ type dropTx struct {
 	w *Writer
 }
 
-var dropCounter atomic.Int64
-
 // Apply loses every DropEvery-th transaction with the rows that point at it,
 // but keeps its balance changes: exactly the kind of silent loss the audit
 // and the surge verdict exist to catch.
@@ -339,7 +332,7 @@ func (d *dropTx) Apply(ctx context.Context, ws *WriteSet) error {
 	dropped := map[string]bool{}
 	keep := ws.Transactions[:0]
 	for _, t := range ws.Transactions {
-		if dropCounter.Add(1)%int64(d.w.cfg.DropEvery) == 0 {
+		if d.w.dropped.Add(1)%int64(d.w.cfg.DropEvery) == 0 {
 			dropped[t.ID] = true
 			continue
 		}

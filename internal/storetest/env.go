@@ -107,15 +107,20 @@ func newEnv(t *testing.T, open func(t *testing.T) ledger.Store, audit bool) *env
 			e.mustBeSound()
 		}
 	})
-	e.w = ledger.NewWriter(e.store, ledger.WriterConfig{Now: e.clock.Now, OnBatch: e.onBatch})
+	e.w = ledger.NewWriter(e.store, ledger.WriterConfig{Now: e.clock.Now, Observer: batchWatch{e}})
 	t.Cleanup(e.w.Close)
 	return e
 }
 
-// onBatch records committed batch sizes. A batch that fails as a whole is a
-// storage failure: the writer then retries its operations one by one, which
-// hides it from the callers, so the test fails here.
-func (e *env) onBatch(size int, _ time.Duration, err error) {
+// batchWatch records committed batch sizes. A batch that fails as a whole
+// is a storage failure: the writer then retries its operations one by one,
+// which hides it from the callers, so the test fails here.
+type batchWatch struct{ e *env }
+
+func (batchWatch) Operation(ledger.OpKind, time.Duration, string) {}
+
+func (w batchWatch) Batch(size int, _ time.Duration, err error) {
+	e := w.e
 	if err != nil {
 		e.t.Errorf("a batch of %d operations failed in the store: %v", size, err)
 		return
