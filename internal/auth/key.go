@@ -15,8 +15,13 @@ import (
 type Role string
 
 const (
-	RoleAdmin Role = "admin" // operators: everything
-	RolePOS   Role = "pos"   // a merchant's terminals: ledger operations at its stores
+	RoleAdmin  Role = "admin"  // operators: everything
+	RoleViewer Role = "viewer" // operators who may look but not change anything
+	RolePOS    Role = "pos"    // a merchant's terminals: ledger operations at its stores
+	RoleApp    Role = "app"    // a member app's backend: notices, and members' own data
+	// RoleMember is a member's own session token, never the role of a stored
+	// API key: such a caller has MemberID set and sees only that member.
+	RoleMember Role = "member"
 )
 
 // Mode separates test integrations from live money: a server runs in one
@@ -37,6 +42,7 @@ type Key struct {
 	Mode       Mode
 	MerchantID string // set on POS keys
 	StoreID    string // optional: confines a POS key to one store
+	MemberID   string // set on member sessions (RoleMember) only
 	Name       string
 	CreatedAt  time.Time
 	RevokedAt  time.Time // zero while the key works
