@@ -28,7 +28,7 @@ func cmdSurge(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var faults faultList
 	fs.StringVar(&cfg.Target, "target", "", "base URL of the server to rehearse against, e.g. http://127.0.0.1:7070")
 	fs.StringVar(&cfg.AdminKey, "admin-key", "", "an admin API key of the target (not needed with --spawn: surge creates one)")
-	fs.StringVar(&cfg.Profile, "profile", "steady", "steady, launch (members and rate ramp steeply) or badge (app reads ×20 for a minute)")
+	fs.StringVar(&cfg.Profile, "profile", "steady", "steady, launch (members and rate ramp steeply), badge (app reads ×20 for a minute), day (store hours, lunch and evening peaks) or a FILE.toml (docs/surge.md)")
 	fs.DurationVar(&cfg.Duration, "duration", 0, "length of the load (default 60s)")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "POS operations per second, Poisson arrivals (launch: the peak; default 100)")
 	fs.IntVar(&cfg.Members, "members", 0, "synthetic members (launch: at the end; default 200)")

@@ -16,6 +16,7 @@ const (
 	ProfileSteady = "steady" // constant rate and members
 	ProfileLaunch = "launch" // members and rate ramp steeply over the run
 	ProfileBadge  = "badge"  // app reads ×20 for a minute in the middle of the run
+	// ProfileDay (shape.go) and FILE.toml profiles are described as a Shape.
 )
 
 // Fault kinds.
@@ -89,7 +90,7 @@ type Config struct {
 	Binary string // the pointd binary (default: this executable)
 	LogDir string // where the spawned server's logs go (default: a temp dir)
 
-	Profile  string
+	Profile  string // a built-in profile's name or a FILE.toml
 	Duration time.Duration
 	Rate     float64 // POS operations per second (peak for launch)
 	Members  int     // synthetic members (final count for launch)
@@ -101,6 +102,8 @@ type Config struct {
 
 	RequestTimeout time.Duration // one attempt of a request
 	MaxInFlight    int           // open-loop arrivals beyond this are counted as client-saturated
+
+	shape Shape // the profile, filled in by Validate
 }
 
 // Validate fills defaults and checks the configuration.
@@ -108,11 +111,11 @@ func (c *Config) Validate() error {
 	if c.Profile == "" {
 		c.Profile = ProfileSteady
 	}
-	switch c.Profile {
-	case ProfileSteady, ProfileLaunch, ProfileBadge:
-	default:
-		return fmt.Errorf("--profile must be steady, launch or badge, got %q", c.Profile)
+	sh, err := LoadShape(c.Profile)
+	if err != nil {
+		return err
 	}
+	c.shape = sh
 	if c.Duration <= 0 {
 		c.Duration = 60 * time.Second
 	}

@@ -80,7 +80,7 @@ func (r *report) text(out io.Writer) {
 	t := r.totals()
 	secs := r.loadTime.Seconds()
 	fmt.Fprintf(out, "\n== pointd surge %s — profile %s, %s at %g ops/s%s, target %s\n", r.runID, r.cfg.Profile,
-		r.cfg.Duration, r.cfg.Rate, map[bool]string{true: " (peak)", false: ""}[r.cfg.Profile == ProfileLaunch], r.cfg.Target)
+		r.cfg.Duration, r.cfg.Rate, map[bool]string{true: " (peak)", false: ""}[r.cfg.shape.Growth == "exponential"], r.cfg.Target)
 	fmt.Fprintf(out, "synthetic data: names start with \"surge-%s\" (%d stores, %d members)\n", r.runID, len(r.w.stores), r.w.memberCount())
 	fmt.Fprintf(out, "POS operations: offered %d (%.1f/s), answered %d, acknowledged %d (%.1f/s); retried %d, answered by replay %d\n",
 		t.offered, float64(t.offered)/secs, t.served, t.acked, float64(t.acked)/secs, t.retried, t.replayed)

@@ -111,6 +111,7 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) (*Result, er
 
 	// The load.
 	start := time.Now()
+	w.start = start
 	w.tl = newTimeline(start)
 	loadCtx, stopLoad := context.WithCancel(context.Background())
 	defer stopLoad()
@@ -154,7 +155,7 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) (*Result, er
 	var gen sync.WaitGroup
 	gen.Go(func() { w.arrivals(loadCtx, start, rng, w.rateAt, w.session) })
 	gen.Go(func() { w.arrivals(loadCtx, start, readRng, w.readRateAt, w.read) })
-	if cfg.Profile == ProfileLaunch {
+	if cfg.shape.Growth == "exponential" {
 		gen.Go(func() { w.grow(loadCtx, start) })
 	}
 	gen.Wait()
@@ -383,7 +384,7 @@ func (w *workload) signups(ctx context.Context, n int) error {
 	return first
 }
 
-// grow signs members up as the launch profile's curve says.
+// grow signs members up along the profile's growth curve.
 func (w *workload) grow(ctx context.Context, start time.Time) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()

@@ -51,6 +51,7 @@ func TestValidate(t *testing.T) {
 
 func TestProfiles(t *testing.T) {
 	w := &workload{cfg: &Config{Profile: ProfileLaunch, Duration: 100 * time.Second, Rate: 200, Members: 1000}}
+	w.cfg.shape, _ = LoadShape(ProfileLaunch)
 	if r0, r1 := w.rateAt(0), w.rateAt(99*time.Second); math.Abs(r0-10) > 0.01 || r1 < 180 {
 		t.Errorf("launch rate from %g to %g, want 10 to ~200", r0, r1)
 	}
@@ -58,6 +59,7 @@ func TestProfiles(t *testing.T) {
 		t.Errorf("launch members from %d to %d, want 100 to 1000", m0, m1)
 	}
 	w.cfg.Profile = ProfileBadge
+	w.cfg.shape, _ = LoadShape(ProfileBadge)
 	if w.readRateAt(50*time.Second) != 20*w.readRateAt(10*time.Second) {
 		t.Errorf("badge: reads not ×20 in the window")
 	}

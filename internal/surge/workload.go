@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"net/http"
 	"sync"
@@ -71,6 +70,7 @@ type workload struct {
 	admin  string
 	stores []*storeFx
 	pol    retryPolicy
+	start  time.Time // when the load began
 
 	mu      sync.Mutex
 	members []*member // active (signed up) members
@@ -198,14 +198,15 @@ func jsonBody(v any) []byte {
 // session runs one POS arrival: an operation and, sometimes, what follows
 // it at the counter (a refund, the capture or void of a hold).
 func (w *workload) session(ctx context.Context, rng *rand.Rand) {
-	st := w.stores[rng.IntN(len(w.stores))]
+	st := w.pickStore(rng, time.Since(w.start))
 	m := w.pickMember(rng)
-	x := rng.Float64()
+	mix := w.cfg.shape.Mix
+	x := rng.Float64() * (mix.Earn + mix.Redeem + mix.Hold)
 	avail := m.approx.Load()
 	switch {
-	case x < 0.60 || avail < 10:
+	case x < mix.Earn || avail < 10:
 		w.earnFlow(ctx, rng, st, m)
-	case x < 0.80:
+	case x < mix.Earn+mix.Redeem:
 		w.redeemFlow(ctx, rng, st, m, avail)
 	default:
 		w.holdFlow(ctx, rng, st, m, avail)
@@ -336,43 +337,58 @@ func (w *workload) signup(ctx context.Context) error {
 	return nil
 }
 
-// rateAt is the POS arrival rate at offset t of the run.
+// rateAt is the POS arrival rate at offset t of the run: --rate, times the
+// profile's growth, times (on a trading day) the share of stores open and
+// the peaks of the hour.
 func (w *workload) rateAt(t time.Duration) float64 {
-	if w.cfg.Profile == ProfileLaunch {
-		// From 5 % to 100 % of the rate, exponentially: the steep climb of a launch.
-		f := float64(t) / float64(w.cfg.Duration)
-		return w.cfg.Rate * 0.05 * math.Pow(20, f)
-	}
-	return w.cfg.Rate
-}
-
-// readRateAt is the member-app read rate: as many reads as POS operations,
-// ×20 during the badge window.
-func (w *workload) readRateAt(t time.Duration) float64 {
-	r := w.rateAt(t)
-	if w.cfg.Profile == ProfileBadge {
-		if from, to := badgeWindow(w.cfg.Duration); t >= from && t < to {
-			return 20 * r
-		}
+	sh := &w.cfg.shape
+	f := float64(t) / float64(w.cfg.Duration)
+	r := w.cfg.Rate * sh.growth(f)
+	if d := sh.Day; d != nil {
+		c := d.clockAt(f)
+		r *= d.openShare(c, len(w.stores)) * d.peakFactor(c)
 	}
 	return r
 }
 
-// badgeWindow: a minute (or the middle third of a shorter run) after a third
-// of the run.
-func badgeWindow(d time.Duration) (time.Duration, time.Duration) {
-	from := d / 3
-	return from, from + min(time.Minute, d/3)
+// readRateAt is the member-app read rate: ReadsPerPOS reads per POS arrival,
+// multiplied during a rush.
+func (w *workload) readRateAt(t time.Duration) float64 {
+	return w.rateAt(t) * w.cfg.shape.readFactor(t, w.cfg.Duration)
 }
 
-// membersAt is how many members the launch profile wants at offset t.
+// membersAt is how many members should have signed up at offset t: all of
+// them from the start, unless the profile grows, when MembersFrom of them
+// start and the rest follow the growth curve.
 func (w *workload) membersAt(t time.Duration) int {
-	if w.cfg.Profile != ProfileLaunch {
+	sh := &w.cfg.shape
+	if sh.Growth != "exponential" || sh.GrowthFrom >= 1 {
 		return w.cfg.Members
 	}
 	f := float64(t) / float64(w.cfg.Duration)
-	initial := max(w.cfg.Members/10, 5)
-	return initial + int(float64(w.cfg.Members-initial)*(math.Pow(20, f)-1)/19)
+	initial := min(max(int(float64(w.cfg.Members)*sh.MembersFrom), 5), w.cfg.Members)
+	return initial + int(float64(w.cfg.Members-initial)*(sh.growth(f)-sh.GrowthFrom)/(1-sh.GrowthFrom))
+}
+
+// pickStore chooses the store of a POS arrival: on a trading day, one of
+// those open at the moment.
+func (w *workload) pickStore(rng *rand.Rand, t time.Duration) *storeFx {
+	d := w.cfg.shape.Day
+	if d == nil {
+		return w.stores[rng.IntN(len(w.stores))]
+	}
+	c := d.clockAt(float64(t) / float64(w.cfg.Duration))
+	n := len(w.stores)
+	var open []*storeFx
+	for i, st := range w.stores {
+		if o, cl := d.storeHours(i, n); c >= o && c < cl {
+			open = append(open, st)
+		}
+	}
+	if len(open) == 0 { // the rate is 0 then; an arrival already drawn still goes somewhere
+		return w.stores[rng.IntN(n)]
+	}
+	return open[rng.IntN(len(open))]
 }
 
 // arrivals runs an open-loop Poisson process at rate(t) until the run ends:
@@ -387,8 +403,16 @@ func (w *workload) arrivals(ctx context.Context, start time.Time, rng *rand.Rand
 			return
 		}
 		r := rate(t)
-		gap := time.Duration(rng.ExpFloat64() / r * float64(time.Second))
-		next = next.Add(gap)
+		if r <= 0 { // every store closed: no arrivals; look again shortly
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			next = time.Now()
+			continue
+		}
+		next = next.Add(time.Duration(rng.ExpFloat64() / r * float64(time.Second)))
 		if d := time.Until(next); d > 0 {
 			timer := time.NewTimer(d)
 			select {
