@@ -137,7 +137,7 @@ func (s *Server) createStore(w http.ResponseWriter, r *http.Request) {
 		si, err := s.store.StoreInfo(ctx, id)
 		return si.Shop, err
 	}, func(ctx context.Context) (ledger.Shop, error) {
-		st := ledger.Shop{ID: id, MerchantID: mid, Name: req.Name, CreatedAt: ledger.MicroTime(time.Now())}
+		st := ledger.Shop{ID: id, MerchantID: mid, Name: req.Name, Status: ledger.StatusActive, CreatedAt: ledger.MicroTime(time.Now())}
 		return st, s.store.CreateStore(ctx, st)
 	}, func(st ledger.Shop) bool { return st.MerchantID == mid && st.Name == req.Name })
 }

@@ -43,8 +43,8 @@ func (db *DB) CreateMerchant(ctx context.Context, m *ledger.Merchant) error {
 // CreateStore stores s; its merchant must exist.
 func (db *DB) CreateStore(ctx context.Context, s ledger.Shop) error {
 	_, err := db.pool.Exec(ctx, `
-		INSERT INTO stores (id, merchant_id, name, created_at) VALUES ($1, $2, $3, $4)`,
-		s.ID, s.MerchantID, s.Name, ts(s.CreatedAt))
+		INSERT INTO stores (id, merchant_id, name, status, created_at) VALUES ($1, $2, $3, $4, $5)`,
+		s.ID, s.MerchantID, s.Name, storeStatus(s.Status), ts(s.CreatedAt))
 	switch code, _ := pgCode(err); code {
 	case "":
 	case uniqueViolation:
@@ -121,4 +121,13 @@ func (db *DB) KeyByHash(ctx context.Context, hash []byte) (auth.Key, error) {
 	k.Role, k.Mode = auth.Role(role), auth.Mode(mode)
 	k.CreatedAt, k.RevokedAt = timeOf(created), timeOf(revoked)
 	return k, nil
+}
+
+// storeStatus is the status a new store is stored with: active unless the
+// caller says otherwise.
+func storeStatus(s string) string {
+	if s == "" {
+		return ledger.StatusActive
+	}
+	return s
 }

@@ -27,12 +27,12 @@ func scanMerchant(s scanner, m *ledger.Merchant) error {
 }
 
 // storeCols reads a store with its merchant (stores s JOIN merchants m).
-const storeCols = `s.id, s.merchant_id, s.name, s.created_at, ` + merchantCols
+const storeCols = `s.id, s.merchant_id, s.name, s.status, s.created_at, ` + merchantCols
 
 func scanStoreInfo(s scanner, si *ledger.StoreInfo) error {
 	var created, mCreated sql.NullInt64
 	m := &si.Merchant
-	err := s.Scan(&si.ID, &si.MerchantID, &si.Name, &created,
+	err := s.Scan(&si.ID, &si.MerchantID, &si.Name, &si.Status, &created,
 		&m.ID, &m.Name, &m.EarnRateBP, &m.PointValidityDays, &m.Status,
 		&m.IssuedAccount, &m.RedeemedAccount, &mCreated)
 	si.CreatedAt, m.CreatedAt = timeOf(created), timeOf(mCreated)
