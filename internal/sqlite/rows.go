@@ -124,13 +124,16 @@ func scanIdem(s scanner, r *ledger.IdemRecord) error {
 	return err
 }
 
-const keyCols = `k.id, k.prefix, k.hash, k.role, k.mode, k.merchant_id, k.store_id, k.name, k.created_at, k.revoked_at`
+const keyCols = `k.id, k.prefix, k.hash, k.role, k.mode, k.merchant_id, k.store_id, k.name, k.created_at, k.revoked_at,
+	k.expires_at, k.last_used_at`
 
 func scanKey(s scanner, k *auth.Key) error {
 	var role, mode string
-	var created, revoked sql.NullInt64
-	err := s.Scan(&k.ID, &k.Prefix, &k.Hash, &role, &mode, &k.MerchantID, &k.StoreID, &k.Name, &created, &revoked)
+	var created, revoked, expires, used sql.NullInt64
+	err := s.Scan(&k.ID, &k.Prefix, &k.Hash, &role, &mode, &k.MerchantID, &k.StoreID, &k.Name, &created, &revoked,
+		&expires, &used)
 	k.Role, k.Mode, k.CreatedAt, k.RevokedAt = auth.Role(role), auth.Mode(mode), timeOf(created), timeOf(revoked)
+	k.ExpiresAt, k.LastUsedAt = timeOf(expires), timeOf(used)
 	return err
 }
 
