@@ -187,6 +187,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer cancel()
 	stopJobs() // also ends the dashboard's event streams, which Shutdown would wait for
 	shutErr := hs.Shutdown(sctx)
+	if err := srv.FlushKeyUsage(sctx); err != nil { // the keys' last-used times collected since the last flush
+		log.Warn("key last-used times not written", "err", err)
+	}
 	<-expiryDone
 	bg.Wait()
 	w.Close()
