@@ -218,15 +218,15 @@ func (s *Server) authenticate(roles ...auth.Role) func(http.Handler) http.Handle
 				writeProblem(w, r, &ledger.Error{Code: codeUnauthorized, Message: "this API key is unknown or revoked, or its rotation overlap has ended"})
 				return
 			}
+			if len(roles) > 0 && !hasRole(ck.key.Role, roles) {
+				writeProblem(w, r, ledger.Errorf(ledger.CodeForbidden, "a %s key may not do this", ck.key.Role))
+				return
+			}
 			if err := ownerSuspended(ck); err != nil {
 				writeProblem(w, r, err)
 				return
 			}
 			s.usage.note(ck.key.ID, s.office)
-			if len(roles) > 0 && !hasRole(ck.key.Role, roles) {
-				writeProblem(w, r, ledger.Errorf(ledger.CodeForbidden, "a %s key may not do this", ck.key.Role))
-				return
-			}
 			ctx := context.WithValue(r.Context(), keyCaller, ck.key)
 			next.ServeHTTP(w, r.WithContext(ctx))
 		})

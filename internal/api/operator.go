@@ -20,9 +20,13 @@ import (
 // The operators' back office (issue 3): update, list and suspend merchants,
 // stores and members; list, revoke and rotate API keys; read the audit log.
 // Admin keys change; admin and viewer keys read. Every change is written
-// with its audit entry in one database transaction (backoffice.Store), and
-// is naturally idempotent: sending it again finds nothing to change, writes
-// nothing and answers the current state.
+// with its audit entry in one database transaction (backoffice.Store).
+//
+// Updates, suspensions, reactivations and revocations set a state rather
+// than add to one: sending one again finds nothing to change, writes
+// nothing (no second audit entry) and answers the current state. So they
+// need no Idempotency-Key (one sent is ignored); a rotation, which makes a
+// key, does.
 
 // seesAll reports whether a key reads as an operator: everything, of every
 // merchant.
@@ -68,6 +72,15 @@ func (s *Server) appendAudit(r *http.Request, e *backoffice.Entry) {
 	if err := s.office.AppendAudit(context.WithoutCancel(r.Context()), *e); err != nil {
 		logger(r).Error("audit entry not written", "err", err, "action", e.Action, "target", e.TargetID)
 	}
+}
+
+// readBody decodes the body of a call that needs no Idempotency-Key.
+func readBody(w http.ResponseWriter, r *http.Request, dst any, allowEmpty bool) bool {
+	if err := decode(r, dst, allowEmpty); err != nil {
+		writeProblem(w, r, err)
+		return false
+	}
+	return true
 }
 
 // --- paging --------------------------------------------------------------
@@ -141,7 +154,7 @@ func (s *Server) updateMerchant(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, ok := pathID(w, r, ledger.CodeMerchantNotFound)
-	if !ok || !s.read(w, r, &req, false) {
+	if !ok || !readBody(w, r, &req, false) {
 		return
 	}
 	switch {
@@ -197,7 +210,7 @@ const maxReason = 500
 // the reason is required.
 func (s *Server) readStatus(w http.ResponseWriter, r *http.Request, needReason bool) (statusRequest, bool) {
 	var req statusRequest
-	if !s.read(w, r, &req, !needReason) {
+	if !readBody(w, r, &req, !needReason) {
 		return req, false
 	}
 	if len(req.Reason) > maxReason || (needReason && strings.TrimSpace(req.Reason) == "") {
@@ -307,7 +320,7 @@ func (s *Server) updateStore(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, ok := pathID(w, r, ledger.CodeStoreNotFound)
-	if !ok || !s.read(w, r, &req, false) {
+	if !ok || !readBody(w, r, &req, false) {
 		return
 	}
 	if req.Name == nil {
@@ -504,7 +517,7 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, ok := pathID(w, r, ledger.CodeNotFound)
-	if !ok || !s.read(w, r, &req, true) {
+	if !ok || !readBody(w, r, &req, true) {
 		return
 	}
 	k, err := bo.UpdateKey(r.Context(), id, nil, func(k *auth.Key) (*backoffice.Entry, error) {
