@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -561,4 +563,105 @@ func testMembersAPI(t *testing.T, b backend) {
 	if strings.Join(actions, " ") != "member.reactivate adjustment member.suspend member.create" || log[2].Reason != "card reported stolen" {
 		t.Fatalf("member audit %v %+v", actions, log)
 	}
+}
+
+// touchCounter counts the back office's last-used writes.
+type touchCounter struct {
+	testStore
+	bo    backoffice.Store
+	mu    sync.Mutex
+	calls int
+	keys  int
+}
+
+func (c *touchCounter) TouchKeys(ctx context.Context, used map[string]time.Time) error {
+	c.mu.Lock()
+	c.calls++
+	c.keys += len(used)
+	c.mu.Unlock()
+	return c.bo.TouchKeys(ctx, used)
+}
+
+// The rest of backoffice.Store passes through.
+func (c *touchCounter) UpdateMerchant(ctx context.Context, id string, ch backoffice.Change[ledger.Merchant]) (ledger.Merchant, error) {
+	return c.bo.UpdateMerchant(ctx, id, ch)
+}
+func (c *touchCounter) UpdateStore(ctx context.Context, id string, ch backoffice.Change[ledger.Shop]) (ledger.Shop, error) {
+	return c.bo.UpdateStore(ctx, id, ch)
+}
+func (c *touchCounter) UpdateMemberStatus(ctx context.Context, id string, ch backoffice.Change[ledger.Member]) (ledger.Member, error) {
+	return c.bo.UpdateMemberStatus(ctx, id, ch)
+}
+func (c *touchCounter) ListMerchants(ctx context.Context, after string, limit int) ([]ledger.Merchant, error) {
+	return c.bo.ListMerchants(ctx, after, limit)
+}
+func (c *touchCounter) ListStores(ctx context.Context, m, after string, limit int) ([]ledger.Shop, error) {
+	return c.bo.ListStores(ctx, m, after, limit)
+}
+func (c *touchCounter) SearchMembers(ctx context.Context, name, after string, limit int) ([]ledger.Member, error) {
+	return c.bo.SearchMembers(ctx, name, after, limit)
+}
+func (c *touchCounter) ListKeys(ctx context.Context, after string, limit int) ([]auth.Key, error) {
+	return c.bo.ListKeys(ctx, after, limit)
+}
+func (c *touchCounter) Key(ctx context.Context, id string) (auth.Key, error) { return c.bo.Key(ctx, id) }
+func (c *touchCounter) UpdateKey(ctx context.Context, id string, add *auth.Key, ch backoffice.Change[auth.Key]) (auth.Key, error) {
+	return c.bo.UpdateKey(ctx, id, add, ch)
+}
+func (c *touchCounter) AppendAudit(ctx context.Context, e backoffice.Entry) error {
+	return c.bo.AppendAudit(ctx, e)
+}
+func (c *touchCounter) AuditLog(ctx context.Context, f backoffice.AuditFilter) ([]backoffice.Entry, error) {
+	return c.bo.AuditLog(ctx, f)
+}
+
+// TestLastUsedIsBatched: a thousand authenticated requests write no
+// last-used time at all within the flush interval, and one flush then
+// writes each key once.
+func TestLastUsedIsBatched(t *testing.T) {
+	h := newHarness(t)
+	w := h.newWorld()
+	c := &touchCounter{testStore: h.store, bo: h.store.(backoffice.Store)}
+	s := New(Config{Mode: h.cfg.mode}, c, h.store, h.writer, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	h.srv = httptest.NewServer(s.Handler())
+	t.Cleanup(h.srv.Close)
+	for i := range 1000 {
+		key := w.posA
+		if i%2 == 1 {
+			key = w.posB
+		}
+		want[map[string]any](t, h.post("/v1/ping", key, "", map[string]any{}), http.StatusOK)
+	}
+	c.mu.Lock()
+	calls := c.calls
+	c.mu.Unlock()
+	if calls != 0 {
+		t.Fatalf("%d last-used writes during 1000 requests (flush interval %v)", calls, keyUsageFlushEvery)
+	}
+	if err := s.FlushKeyUsage(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c.calls != 1 || c.keys != 2 {
+		t.Fatalf("a flush made %d writes of %d keys; want 1 write of the 2 keys used", c.calls, c.keys)
+	}
+	for _, k := range want[page[keyInfo]](t, h.get("/v1/keys?limit=200", h.admin), http.StatusOK).Items {
+		if k.Role == auth.RolePOS && k.LastUsedAt == nil {
+			t.Errorf("pos key %s has no last-used time after the flush", k.Prefix)
+		}
+	}
+}
+
+// BenchmarkKeyUsageNote is what recording a key's use costs a request: a map
+// write under a mutex, no database work (the flush interval is not reached).
+func BenchmarkKeyUsageNote(b *testing.B) {
+	u := newKeyUsage(time.Hour)
+	var bo backoffice.Store = (*touchCounter)(nil)
+	ids := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			u.note(ids[i%len(ids)], bo)
+			i++
+		}
+	})
 }
