@@ -604,7 +604,9 @@ func (c *touchCounter) SearchMembers(ctx context.Context, name, after string, li
 func (c *touchCounter) ListKeys(ctx context.Context, after string, limit int) ([]auth.Key, error) {
 	return c.bo.ListKeys(ctx, after, limit)
 }
-func (c *touchCounter) Key(ctx context.Context, id string) (auth.Key, error) { return c.bo.Key(ctx, id) }
+func (c *touchCounter) Key(ctx context.Context, id string) (auth.Key, error) {
+	return c.bo.Key(ctx, id)
+}
 func (c *touchCounter) UpdateKey(ctx context.Context, id string, add *auth.Key, ch backoffice.Change[auth.Key]) (auth.Key, error) {
 	return c.bo.UpdateKey(ctx, id, add, ch)
 }
