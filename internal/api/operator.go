@@ -569,8 +569,10 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) {
 	}
 	now := ledger.MicroTime(time.Now())
 	end := now.Add(time.Duration(*req.OverlapSeconds) * time.Second)
-	secret, nk := auth.NewSecret(s.cfg.Mode)
-	nk.ID, nk.CreatedAt = derivedID(r, "key"), now
+	// The new key is made inside the change, once the old one is read: it
+	// takes the old key's mode, role, owner and name.
+	var secret string
+	var nk auth.Key
 	old, err := bo.UpdateKey(r.Context(), id, &nk, func(k *auth.Key) (*backoffice.Entry, error) {
 		if !k.Usable(now) {
 			return nil, ledger.Errorf(ledger.CodeConflict, "key %s is revoked or expired; create a new key instead", k.ID)
@@ -578,6 +580,8 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) {
 		if k.Role == auth.RoleMember {
 			return nil, ledger.Errorf(ledger.CodeConflict, "a member session is not rotated; it ends with the session")
 		}
+		secret, nk = auth.NewSecret(k.Mode)
+		nk.ID, nk.CreatedAt = derivedID(r, "key"), now
 		nk.Role, nk.MerchantID, nk.StoreID, nk.Name = k.Role, k.MerchantID, k.StoreID, k.Name
 		e := auditEntry(r, backoffice.ActionKeyRotate, backoffice.TargetKey, k.ID)
 		e.Before = backoffice.KeyFields(*k)
