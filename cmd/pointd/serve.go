@@ -37,6 +37,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	alertsFile := fs.String("alerts", "", "alert rules and webhooks, TOML (docs/alerts.example.toml); empty: the built-in rules, no webhooks")
 	verifyEvery := fs.Duration("verify-interval", 0, "audit the whole ledger this often and alert when it is unsound (0: never; it reads the whole ledger)")
 	dropEvery := fs.Int("test-drop-every", 0, "TESTING ONLY: silently lose every Nth ledger write, to prove the audit catches it")
+	// Operators (issue 3).
+	keyCacheTTL := fs.Duration("key-cache-ttl", 10*time.Second,
+		"how long an instance trusts a checked API key: the bound within which a revocation or suspension made on another instance takes effect here (1s to 5m)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -46,6 +49,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *queue < 1 || *batch < 1 || *batch > 10_000 {
 		return fmt.Errorf("--write-queue must be positive and --batch-max from 1 to 10000")
+	}
+	if *keyCacheTTL < time.Second || *keyCacheTTL > 5*time.Minute {
+		return fmt.Errorf("--key-cache-ttl must be from 1s to 5m, got %v", *keyCacheTTL)
 	}
 	if *reqTimeout < 100*time.Millisecond || *expiryEvery < time.Second {
 		return fmt.Errorf("--request-timeout must be at least 100ms and --expiry-interval at least 1s")
@@ -93,7 +99,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return api.DBStats{InUse: u, Max: mx}
 	}
 	srv := api.New(api.Config{Mode: m, RequestTimeout: *reqTimeout, LogRequests: *logRequests, DBStats: stats,
-		Metrics: mt, MetricsAuth: *metricsAuth}, db, db, w, log, ready)
+		Metrics: mt, MetricsAuth: *metricsAuth, KeyCacheTTL: *keyCacheTTL}, db, db, w, log, ready)
 	var af alert.File
 	if *alertsFile != "" {
 		if af, err = alert.LoadFile(*alertsFile); err != nil {
@@ -187,6 +193,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer cancel()
 	stopJobs() // also ends the dashboard's event streams, which Shutdown would wait for
 	shutErr := hs.Shutdown(sctx)
+	if err := srv.FlushKeyUsage(sctx); err != nil { // the keys' last-used times collected since the last flush
+		log.Warn("key last-used times not written", "err", err)
+	}
 	<-expiryDone
 	bg.Wait()
 	w.Close()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/pointd/pointd/internal/auth"
@@ -15,7 +16,7 @@ func cmdKeysCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs := newFlags("keys create", stderr)
 	var d dbFlags
 	d.register(fs)
-	role := fs.String("role", "admin", "admin or pos")
+	role := fs.String("role", "admin", "admin, viewer (reads everything, changes nothing), pos or app")
 	mode := fs.String("mode", "live", "live or test: must match the server's --mode")
 	merchant := fs.String("merchant", "", "merchant id (pos keys)")
 	store := fs.String("store", "", "store id (optional, confines a pos key to one store)")
@@ -29,12 +30,14 @@ func cmdKeysCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	r := auth.Role(*role)
 	switch {
-	case r == auth.RoleAdmin && (*merchant != "" || *store != ""):
-		return fmt.Errorf("an admin key belongs to no merchant: drop --merchant and --store")
+	case (r == auth.RoleAdmin || r == auth.RoleViewer || r == auth.RoleApp) && (*merchant != "" || *store != ""):
+		return fmt.Errorf("an %s key belongs to no merchant: drop --merchant and --store", r)
+	case r == auth.RoleApp && strings.TrimSpace(*name) == "":
+		return fmt.Errorf("an app key needs --name: the app it belongs to")
 	case r == auth.RolePOS && *merchant == "":
 		return fmt.Errorf("a pos key needs --merchant")
-	case r != auth.RoleAdmin && r != auth.RolePOS:
-		return fmt.Errorf("--role must be admin or pos, got %q", *role)
+	case r != auth.RoleAdmin && r != auth.RoleViewer && r != auth.RolePOS && r != auth.RoleApp:
+		return fmt.Errorf("--role must be admin, viewer, pos or app, got %q", *role)
 	}
 	db, err := d.open(ctx, true)
 	if err != nil {

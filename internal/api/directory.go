@@ -26,29 +26,38 @@ func derivedID(r *http.Request, kind string) string {
 
 // createOnce runs create unless a row with id exists; if one does, same
 // reports whether it was made by the same request (a replay) or not.
+// then, when given, runs after a creation and after each replay of it
+// (recording the audit entry, which a replay writes if the first attempt
+// stopped before it).
 func createOnce[T any](w http.ResponseWriter, r *http.Request, get func(context.Context) (T, error),
-	create func(context.Context) (T, error), same func(T) bool) {
+	create func(context.Context) (T, error), same func(T) bool, then ...func(*http.Request, T)) {
 	if v, err := get(r.Context()); err == nil {
-		replay(w, r, v, same)
+		replay(w, r, v, same, then)
 		return
 	}
 	v, err := create(r.Context())
 	if err != nil {
 		if prev, gerr := get(r.Context()); gerr == nil { // lost a race with our own retry
-			replay(w, r, prev, same)
+			replay(w, r, prev, same, then)
 			return
 		}
 		writeError(w, r, err)
 		return
 	}
+	for _, f := range then {
+		f(r, v)
+	}
 	writeJSON(w, http.StatusCreated, v)
 }
 
-func replay[T any](w http.ResponseWriter, r *http.Request, v T, same func(T) bool) {
+func replay[T any](w http.ResponseWriter, r *http.Request, v T, same func(T) bool, then []func(*http.Request, T)) {
 	if !same(v) {
 		writeProblem(w, r, ledger.Errorf(ledger.CodeIdempotencyReused,
 			"this Idempotency-Key was already used for a different request; use a new key for a new request"))
 		return
+	}
+	for _, f := range then {
+		f(r, v)
 	}
 	w.Header().Set(headerReplayed, "true")
 	writeJSON(w, http.StatusCreated, v)
@@ -91,7 +100,7 @@ func (s *Server) createMerchant(w http.ResponseWriter, r *http.Request) {
 		},
 		func(m ledger.Merchant) bool {
 			return m.Name == req.Name && m.EarnRateBP == *req.EarnRateBP && m.PointValidityDays == validity
-		})
+		}, s.auditMerchantCreate)
 }
 
 func (s *Server) getMerchant(w http.ResponseWriter, r *http.Request) {
@@ -99,7 +108,7 @@ func (s *Server) getMerchant(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if k := caller(r); k.Role != auth.RoleAdmin && k.MerchantID != id {
+	if k := caller(r); !seesAll(k) && k.MerchantID != id {
 		writeProblem(w, r, ledger.Errorf(ledger.CodeMerchantNotFound, "no merchant with id %q", id))
 		return
 	}
@@ -137,9 +146,9 @@ func (s *Server) createStore(w http.ResponseWriter, r *http.Request) {
 		si, err := s.store.StoreInfo(ctx, id)
 		return si.Shop, err
 	}, func(ctx context.Context) (ledger.Shop, error) {
-		st := ledger.Shop{ID: id, MerchantID: mid, Name: req.Name, CreatedAt: ledger.MicroTime(time.Now())}
+		st := ledger.Shop{ID: id, MerchantID: mid, Name: req.Name, Status: ledger.StatusActive, CreatedAt: ledger.MicroTime(time.Now())}
 		return st, s.store.CreateStore(ctx, st)
-	}, func(st ledger.Shop) bool { return st.MerchantID == mid && st.Name == req.Name })
+	}, func(st ledger.Shop) bool { return st.MerchantID == mid && st.Name == req.Name }, s.auditStoreCreate)
 }
 
 func (s *Server) getStore(w http.ResponseWriter, r *http.Request) {
@@ -152,7 +161,7 @@ func (s *Server) getStore(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	if k := caller(r); k.Role != auth.RoleAdmin && k.MerchantID != si.MerchantID {
+	if k := caller(r); !seesAll(k) && k.MerchantID != si.MerchantID {
 		writeProblem(w, r, ledger.Errorf(ledger.CodeStoreNotFound, "no store with id %q", si.ID))
 		return
 	}
@@ -194,7 +203,7 @@ func (s *Server) createMember(w http.ResponseWriter, r *http.Request) {
 			}
 			return ledger.Member{}, err
 		},
-		func(m ledger.Member) bool { return m.Phone == phone && m.Name == req.Name })
+		func(m ledger.Member) bool { return m.Phone == phone && m.Name == req.Name }, s.auditMemberCreate)
 }
 
 func (s *Server) getMember(w http.ResponseWriter, r *http.Request) {
@@ -213,6 +222,14 @@ func (s *Server) getMember(w http.ResponseWriter, r *http.Request) {
 func (s *Server) findMembers(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	card, phone := q.Get("card_number"), q.Get("phone")
+	if q.Has("name") {
+		if card != "" || phone != "" {
+			writeProblem(w, r, ledger.Invalid("name", "look up by card_number, phone or name, one of them"))
+			return
+		}
+		s.searchMembers(w, r, q.Get("name"))
+		return
+	}
 	var m ledger.Member
 	var err error
 	switch {
@@ -272,9 +289,19 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
 	}
 	role := auth.Role(req.Role)
 	switch role {
-	case auth.RoleAdmin:
-		if req.MerchantID != "" || req.StoreID != "" {
-			writeProblem(w, r, ledger.Invalid("merchant_id", "an admin key belongs to no merchant"))
+	case auth.RoleAdmin, auth.RoleViewer, auth.RoleApp:
+		// Operators' keys and a member app's backend belong to no merchant;
+		// an app key's name says which app it is (the owner lists show).
+		if req.MerchantID != "" {
+			writeProblem(w, r, ledger.Invalid("merchant_id", "a %s key belongs to no merchant", role))
+			return
+		}
+		if req.StoreID != "" {
+			writeProblem(w, r, ledger.Invalid("store_id", "a %s key belongs to no store", role))
+			return
+		}
+		if role == auth.RoleApp && strings.TrimSpace(req.Name) == "" {
+			writeProblem(w, r, ledger.Invalid("name", "an app key needs a name: the app it belongs to"))
 			return
 		}
 	case auth.RolePOS:
@@ -298,7 +325,7 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	default:
-		writeProblem(w, r, ledger.Invalid("role", "must be admin or pos"))
+		writeProblem(w, r, ledger.Invalid("role", "must be admin, viewer, pos or app"))
 		return
 	}
 	if len(req.Name) > 100 || !utf8.ValidString(req.Name) {
@@ -319,6 +346,7 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	s.auditKeyCreate(r, k)
 	writeJSON(w, http.StatusCreated, keyResponse{ID: k.ID, Key: secret, Prefix: k.Prefix, Role: k.Role, Mode: k.Mode,
 		MerchantID: k.MerchantID, StoreID: k.StoreID, Name: k.Name, CreatedAt: k.CreatedAt})
 }

@@ -24,6 +24,9 @@ func (s *Server) lookupKey(ctx context.Context, hash []byte) (cachedKey, error) 
 		switch {
 		case err == nil:
 			ck = cachedKey{key: k, found: true}
+			if ck.merchantStatus, ck.storeStatus, err = s.ownerStatus(context.WithoutCancel(ctx), k); err != nil {
+				return cachedKey{}, err
+			}
 		case errors.Is(err, auth.ErrKeyNotFound):
 		default:
 			return cachedKey{}, err

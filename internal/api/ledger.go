@@ -121,7 +121,8 @@ func (s *Server) adjust(w http.ResponseWriter, r *http.Request) {
 	if !s.read(w, r, &req, false) {
 		return
 	}
-	s.submit(w, r, ledger.Op{Kind: ledger.OpAdjust, Points: req.Points, Reason: req.Reason}, req.MemberID, req.CardNumber)
+	s.submit(w, r, ledger.Op{Kind: ledger.OpAdjust, Points: req.Points, Reason: req.Reason}, req.MemberID, req.CardNumber,
+		s.auditAdjustment)
 }
 
 // read checks the Idempotency-Key header and decodes the body.
@@ -164,7 +165,7 @@ func (s *Server) storeOf(r *http.Request, storeID string) string {
 
 // submit resolves the member, hands op to the batched writer and answers
 // 201 with the committed transaction, or the original answer on a replay.
-func (s *Server) submit(w http.ResponseWriter, r *http.Request, op ledger.Op, memberID, card string) {
+func (s *Server) submit(w http.ResponseWriter, r *http.Request, op ledger.Op, memberID, card string, then ...func(*http.Request, ledger.Result)) {
 	k := caller(r)
 	op.Actor = ledger.Actor{KeyID: k.ID}
 	if k.Role != auth.RoleAdmin {
@@ -183,6 +184,9 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, op ledger.Op, me
 	if err != nil {
 		writeError(w, r, err)
 		return
+	}
+	for _, f := range then {
+		f(r, res)
 	}
 	if res.Replayed {
 		w.Header().Set(headerReplayed, "true")
@@ -220,7 +224,7 @@ func (s *Server) getTransaction(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	if k := caller(r); k.Role != auth.RoleAdmin && t.MerchantID != k.MerchantID {
+	if k := caller(r); !seesAll(k) && t.MerchantID != k.MerchantID {
 		// Another merchant's transaction does not exist as far as this key knows.
 		writeProblem(w, r, ledger.Errorf(ledger.CodeTransactionNotFound, "no transaction with id %q", t.ID))
 		return
@@ -238,7 +242,7 @@ func (s *Server) getHold(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	if k := caller(r); k.Role != auth.RoleAdmin && h.MerchantID != k.MerchantID {
+	if k := caller(r); !seesAll(k) && h.MerchantID != k.MerchantID {
 		writeProblem(w, r, ledger.Errorf(ledger.CodeHoldNotFound, "no hold with id %q", h.ID))
 		return
 	}
@@ -311,7 +315,7 @@ func (s *Server) listTransactions(w http.ResponseWriter, r *http.Request) {
 // of rows read for one page is bounded.
 func (s *Server) history(r *http.Request, memberID string, before int64, limit int) (page[ledger.Transaction], error) {
 	k := caller(r)
-	mine := func(t ledger.Transaction) bool { return k.Role == auth.RoleAdmin || t.MerchantID == k.MerchantID }
+	mine := func(t ledger.Transaction) bool { return seesAll(k) || t.MerchantID == k.MerchantID }
 	const maxReads = 8
 	var items []ledger.Transaction
 	next, more := before, true

@@ -145,9 +145,12 @@ type keyCache struct {
 }
 
 type cachedKey struct {
-	key     auth.Key
-	found   bool
-	expires time.Time
+	key   auth.Key
+	found bool
+	// The status of the key's merchant and store when it was looked up: a
+	// suspended merchant's keys stop working (see ownerStatus).
+	merchantStatus, storeStatus string
+	expires                     time.Time
 }
 
 func (c *keyCache) get(h string) (cachedKey, bool) {
@@ -158,6 +161,19 @@ func (c *keyCache) get(h string) (cachedKey, bool) {
 		return cachedKey{}, false
 	}
 	return e, true
+}
+
+// drop forgets every cached key that matches, so that the next request with
+// it looks it up again: how a revocation, a rotation or a suspension takes
+// effect at once on this instance.
+func (c *keyCache) drop(match func(auth.Key) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for h, e := range c.m {
+		if e.found && match(e.key) {
+			delete(c.m, h)
+		}
+	}
 }
 
 func (c *keyCache) put(h string, e cachedKey) {
@@ -198,14 +214,19 @@ func (s *Server) authenticate(roles ...auth.Role) func(http.Handler) http.Handle
 				writeError(w, r, err)
 				return
 			}
-			if !ck.found || !ck.key.RevokedAt.IsZero() {
-				writeProblem(w, r, &ledger.Error{Code: codeUnauthorized, Message: "this API key is unknown or revoked"})
+			if !ck.found || !ck.key.Usable(time.Now()) {
+				writeProblem(w, r, &ledger.Error{Code: codeUnauthorized, Message: "this API key is unknown or revoked, or its rotation overlap has ended"})
 				return
 			}
 			if len(roles) > 0 && !hasRole(ck.key.Role, roles) {
 				writeProblem(w, r, ledger.Errorf(ledger.CodeForbidden, "a %s key may not do this", ck.key.Role))
 				return
 			}
+			if err := ownerSuspended(ck); err != nil {
+				writeProblem(w, r, err)
+				return
+			}
+			s.usage.note(ck.key.ID, s.office)
 			ctx := context.WithValue(r.Context(), keyCaller, ck.key)
 			next.ServeHTTP(w, r.WithContext(ctx))
 		})

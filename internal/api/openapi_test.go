@@ -306,6 +306,7 @@ const (
 	exHold1    = "0193a0d2-5d6e-7f7a-8b8c-9d0e1f2a3b05" // an active hold of 100 points
 	exHold2    = "0193a0d2-6e7f-7a8b-9c9d-0e1f2a3b4c06" // an active hold of 50 points
 	exHold3    = "0193a0d2-7f8a-7b9c-8d0e-1f2a3b4c5d07" // an active hold of 30 points
+	exKey      = "0193a0f3-1d2e-7f3a-8b4c-5d6e7f8a9b13" // a viewer key the back-office examples rotate and revoke
 	exCard     = "9410001234567892"
 	exPhone    = "+15550123456"
 )
@@ -482,7 +483,8 @@ func TestOpenAPIExamplesAgainstTheHandlers(t *testing.T) {
 	}
 	sub := strings.NewReplacer(exMerchant, w.merchantA, exStore, w.storeA, exMember, w.member.ID,
 		exEarn, earned.ID, exHold1, hold(100), exHold2, hold(50), exHold3, hold(30),
-		exCard, w.member.CardNumber, exPhone, w.member.Phone)
+		exCard, w.member.CardNumber, exPhone, w.member.Phone,
+		exKey, want[keyResponse](t, h.post("/v1/keys", h.admin, h.idem(), map[string]any{"role": "viewer", "name": "examples"}), http.StatusCreated).ID)
 
 	build := func(o operation, r exampleRequest, key string) req {
 		q := url.Values{}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/pointd/pointd/internal/auth"
+	"github.com/pointd/pointd/internal/backoffice"
 	"github.com/pointd/pointd/internal/ledger"
 	"github.com/pointd/pointd/internal/metrics"
 )
@@ -55,6 +56,11 @@ type Server struct {
 	keyFlight singleflight.Group
 	ready     func(context.Context) error
 	metrics   *metrics.Metrics // nil: metrics off
+	// office is the back office's store: the ledger's store when it
+	// implements backoffice.Store (both SQL stores do); nil turns the
+	// operator endpoints into 500s.
+	office backoffice.Store
+	usage  *keyUsage
 }
 
 // New builds a Server. ready, when set, backs /readyz.
@@ -71,8 +77,10 @@ func New(cfg Config, store ledger.Store, keys auth.KeyStore, writer *ledger.Writ
 	if log == nil {
 		log = slog.Default()
 	}
+	office, _ := store.(backoffice.Store)
 	return &Server{cfg: cfg, store: store, keyStore: keys, writer: writer, log: log,
-		keys: &keyCache{ttl: cfg.KeyCacheTTL, m: map[string]cachedKey{}}, ready: ready, metrics: cfg.Metrics}
+		keys: &keyCache{ttl: cfg.KeyCacheTTL, m: map[string]cachedKey{}}, ready: ready, metrics: cfg.Metrics,
+		office: office, usage: newKeyUsage(keyUsageFlushEvery)}
 }
 
 // Handler is the whole API with its middleware.
@@ -81,6 +89,9 @@ func (s *Server) Handler() http.Handler {
 	any := s.authenticate()
 	admin := s.authenticate(auth.RoleAdmin)
 	pos := s.authenticate(auth.RoleAdmin, auth.RolePOS)
+	// Reads are open to viewers too: a viewer reads what an admin reads.
+	read := s.authenticate(auth.RoleAdmin, auth.RoleViewer, auth.RolePOS)
+	office := s.authenticate(auth.RoleAdmin, auth.RoleViewer)
 	handle := func(pattern string, mw func(http.Handler) http.Handler, h http.HandlerFunc) {
 		mux.Handle(pattern, mw(h))
 	}
@@ -92,26 +103,42 @@ func (s *Server) Handler() http.Handler {
 	handle("GET /v1/openapi.json", open, s.openapi)
 
 	handle("POST /v1/merchants", admin, s.createMerchant)
-	handle("GET /v1/merchants/{id}", pos, s.getMerchant)
+	handle("GET /v1/merchants/{id}", read, s.getMerchant)
 	handle("POST /v1/merchants/{id}/stores", admin, s.createStore)
-	handle("GET /v1/stores/{id}", pos, s.getStore)
+	handle("GET /v1/stores/{id}", read, s.getStore)
 	handle("POST /v1/members", pos, s.createMember)
-	handle("GET /v1/members", pos, s.findMembers)
-	handle("GET /v1/members/{id}", pos, s.getMember)
-	handle("GET /v1/members/{id}/balance", pos, s.getBalance)
-	handle("GET /v1/members/{id}/transactions", pos, s.listTransactions)
-	handle("GET /v1/members/{id}/lots", pos, s.listLots)
+	handle("GET /v1/members", read, s.findMembers)
+	handle("GET /v1/members/{id}", read, s.getMember)
+	handle("GET /v1/members/{id}/balance", read, s.getBalance)
+	handle("GET /v1/members/{id}/transactions", read, s.listTransactions)
+	handle("GET /v1/members/{id}/lots", read, s.listLots)
 	handle("POST /v1/keys", admin, s.createKey)
 
 	handle("POST /v1/earns", pos, s.earn)
 	handle("POST /v1/redemptions", pos, s.redeem)
 	handle("POST /v1/holds", pos, s.hold)
-	handle("GET /v1/holds/{id}", pos, s.getHold)
+	handle("GET /v1/holds/{id}", read, s.getHold)
 	handle("POST /v1/holds/{id}/capture", pos, s.capture)
 	handle("POST /v1/holds/{id}/void", pos, s.void)
 	handle("POST /v1/cancellations", pos, s.cancel)
 	handle("POST /v1/adjustments", admin, s.adjust)
-	handle("GET /v1/transactions/{id}", pos, s.getTransaction)
+	handle("GET /v1/transactions/{id}", read, s.getTransaction)
+
+	// Operators' back office (issue 3): admin changes, admin and viewer read.
+	handle("GET /v1/merchants", office, s.listMerchants)
+	handle("PATCH /v1/merchants/{id}", admin, s.updateMerchant)
+	handle("POST /v1/merchants/{id}/suspend", admin, s.suspendMerchant)
+	handle("POST /v1/merchants/{id}/reactivate", admin, s.reactivateMerchant)
+	handle("GET /v1/merchants/{id}/stores", read, s.listStores)
+	handle("PATCH /v1/stores/{id}", admin, s.updateStore)
+	handle("POST /v1/stores/{id}/suspend", admin, s.suspendStore)
+	handle("POST /v1/stores/{id}/reactivate", admin, s.reactivateStore)
+	handle("POST /v1/members/{id}/suspend", admin, s.suspendMember)
+	handle("POST /v1/members/{id}/reactivate", admin, s.reactivateMember)
+	handle("GET /v1/keys", office, s.listKeys)
+	handle("POST /v1/keys/{id}/revoke", admin, s.revokeKey)
+	handle("POST /v1/keys/{id}/rotate", admin, s.rotateKey)
+	handle("GET /v1/audit-log", office, s.auditLog)
 
 	// Operations: outside /v1, not part of the API's contract.
 	if s.metrics != nil {

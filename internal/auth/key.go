@@ -46,6 +46,17 @@ type Key struct {
 	Name       string
 	CreatedAt  time.Time
 	RevokedAt  time.Time // zero while the key works
+	// ExpiresAt, when set, ends the key: a rotated key works until then.
+	ExpiresAt time.Time
+	// LastUsedAt is when the key last authenticated a request, recorded in
+	// batches: it may lag the truth by the server's flush interval.
+	LastUsedAt time.Time
+}
+
+// Usable reports whether the key may authenticate a request at now: not
+// revoked, and not past its expiry.
+func (k Key) Usable(now time.Time) bool {
+	return k.RevokedAt.IsZero() && (k.ExpiresAt.IsZero() || now.Before(k.ExpiresAt))
 }
 
 // ErrKeyNotFound is returned by KeyStore.KeyByHash for an unknown key.

@@ -304,12 +304,17 @@ func (b *batch) do(op *Op) (Result, error) {
 	return Result{}, Invalid("kind", "unknown operation %q", op.Kind)
 }
 
-func (b *batch) member(id string) (Member, *Account, error) {
+// member finds a member and its account. trading says the op gives or spends
+// points at a store (earn, redeem, hold), which a suspended member may not
+// do; an operator's adjustment (and a cancellation, which does not come
+// here) still applies to a suspended member, so that an operator can put
+// right what happened before or during the suspension.
+func (b *batch) member(id string, trading bool) (Member, *Account, error) {
 	m, ok := b.members[id]
 	if !ok {
 		return Member{}, nil, Errorf(CodeMemberNotFound, "no member with id %q", id)
 	}
-	if m.Status == "suspended" {
+	if trading && m.Status == StatusSuspended {
 		return Member{}, nil, Errorf(CodeMemberSuspended, "member %s is suspended", id)
 	}
 	a, ok := b.accounts[m.AccountID]
@@ -328,10 +333,22 @@ func (b *batch) store(actor Actor, id string) (StoreInfo, error) {
 	if actor.MerchantID != "" && actor.MerchantID != s.MerchantID || actor.StoreID != "" && actor.StoreID != s.ID {
 		return StoreInfo{}, Errorf(CodeForbidden, "this key may not act at store %s", id)
 	}
-	if s.Merchant.Status == "suspended" {
-		return StoreInfo{}, Errorf(CodeMerchantSuspended, "merchant %s is suspended", s.MerchantID)
+	if err := trades(s); err != nil {
+		return StoreInfo{}, err
 	}
 	return s, nil
+}
+
+// trades refuses a store that may not take part in new earns, redemptions,
+// holds or captures: its merchant or itself is suspended.
+func trades(s StoreInfo) error {
+	if s.Merchant.Status == StatusSuspended {
+		return Errorf(CodeMerchantSuspended, "merchant %s is suspended", s.MerchantID)
+	}
+	if s.Status == StatusSuspended {
+		return Errorf(CodeStoreSuspended, "store %s is suspended", s.ID)
+	}
+	return nil
 }
 
 func (b *batch) mayAct(actor Actor, merchantID, storeID string) error {
@@ -342,7 +359,7 @@ func (b *batch) mayAct(actor Actor, merchantID, storeID string) error {
 }
 
 func (b *batch) earn(op *Op) (Result, error) {
-	m, acct, err := b.member(op.MemberID)
+	m, acct, err := b.member(op.MemberID, true)
 	if err != nil {
 		return Result{}, err
 	}
@@ -369,7 +386,7 @@ func (b *batch) earn(op *Op) (Result, error) {
 // spend checks what redeem and hold share: the member, the store, and that
 // the points asked are available.
 func (b *batch) spend(op *Op) (Member, *Account, StoreInfo, int64, error) {
-	m, acct, err := b.member(op.MemberID)
+	m, acct, err := b.member(op.MemberID, true)
 	if err != nil {
 		return Member{}, nil, StoreInfo{}, 0, err
 	}
@@ -449,6 +466,15 @@ func (b *batch) capture(op *Op) (Result, error) {
 	s, ok := b.stores[h.StoreID]
 	if !ok {
 		return Result{}, Errorf(CodeStoreNotFound, "store %s of hold %s is gone", h.StoreID, h.ID)
+	}
+	// A capture is the redemption itself: refused like one when the member,
+	// the merchant or the store has been suspended since the hold. (A void
+	// or the hold's own expiry still releases the points.)
+	if b.members[h.MemberID].Status == StatusSuspended {
+		return Result{}, Errorf(CodeMemberSuspended, "member %s is suspended", h.MemberID)
+	}
+	if err := trades(s); err != nil {
+		return Result{}, err
 	}
 	b.change(acct, 0, -h.Points)
 	t := b.newTxn(Transaction{Type: TxRedeem, MemberID: h.MemberID, MerchantID: h.MerchantID, StoreID: h.StoreID,
@@ -583,7 +609,7 @@ func mulDiv(a, b, c int64) int64 {
 }
 
 func (b *batch) adjust(op *Op) (Result, error) {
-	m, acct, err := b.member(op.MemberID)
+	m, acct, err := b.member(op.MemberID, false)
 	if err != nil {
 		return Result{}, err
 	}

@@ -25,6 +25,7 @@ const (
 	CodeCancelExceeds       = "cancel_exceeds_original"
 	CodeMerchantSuspended   = "merchant_suspended"
 	CodeMemberSuspended     = "member_suspended"
+	CodeStoreSuspended      = "store_suspended"
 	CodeForbidden           = "forbidden"
 	CodeConflict            = "conflict"
 	CodeOverloaded          = "overloaded"

@@ -139,6 +139,7 @@ type Shop struct {
 	ID         string    `json:"id"`
 	MerchantID string    `json:"merchant_id"`
 	Name       string    `json:"name"`
+	Status     string    `json:"status"` // active or suspended
 	CreatedAt  time.Time `json:"created_at"`
 }
 
@@ -147,6 +148,13 @@ type StoreInfo struct {
 	Shop
 	Merchant Merchant
 }
+
+// Statuses of merchants, stores and members: a suspended one takes part in
+// no new earn, redemption or hold (see docs/api.md, "Suspension").
+const (
+	StatusActive    = "active"
+	StatusSuspended = "suspended"
+)
 
 // Member collects and spends points.
 type Member struct {

@@ -226,13 +226,14 @@ func secure(r *http.Request) bool {
 }
 
 // AdminKeys is a CheckAdminKey over pointd's key store: the secret must be
-// a key of the server's mode, known, unrevoked, with the admin role.
+// a key of the server's mode, known, unrevoked and not past the overlap of
+// a rotation, with the admin role.
 func AdminKeys(keys auth.KeyStore, mode auth.Mode) func(ctx context.Context, secret string) bool {
 	return func(ctx context.Context, secret string) bool {
 		if m, ok := auth.ParseMode(secret); !ok || m != mode || len(secret) > 128 {
 			return false
 		}
 		k, err := keys.KeyByHash(ctx, auth.HashSecret(secret))
-		return err == nil && k.Role == auth.RoleAdmin && k.RevokedAt.IsZero()
+		return err == nil && k.Role == auth.RoleAdmin && k.Usable(time.Now())
 	}
 }

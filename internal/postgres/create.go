@@ -43,8 +43,8 @@ func (db *DB) CreateMerchant(ctx context.Context, m *ledger.Merchant) error {
 // CreateStore stores s; its merchant must exist.
 func (db *DB) CreateStore(ctx context.Context, s ledger.Shop) error {
 	_, err := db.pool.Exec(ctx, `
-		INSERT INTO stores (id, merchant_id, name, created_at) VALUES ($1, $2, $3, $4)`,
-		s.ID, s.MerchantID, s.Name, ts(s.CreatedAt))
+		INSERT INTO stores (id, merchant_id, name, status, created_at) VALUES ($1, $2, $3, $4, $5)`,
+		s.ID, s.MerchantID, s.Name, storeStatus(s.Status), ts(s.CreatedAt))
 	switch code, _ := pgCode(err); code {
 	case "":
 	case uniqueViolation:
@@ -89,10 +89,10 @@ func (db *DB) CreateMember(ctx context.Context, m *ledger.Member) error {
 // CreateKey stores an API key (its hash, never the key).
 func (db *DB) CreateKey(ctx context.Context, k auth.Key) error {
 	_, err := db.pool.Exec(ctx, `
-		INSERT INTO api_keys (id, prefix, hash, role, mode, merchant_id, store_id, name, created_at, revoked_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		INSERT INTO api_keys (id, prefix, hash, role, mode, merchant_id, store_id, name, created_at, revoked_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 		k.ID, k.Prefix, k.Hash, string(k.Role), string(k.Mode), k.MerchantID, k.StoreID, k.Name,
-		ts(k.CreatedAt), ts(k.RevokedAt))
+		ts(k.CreatedAt), ts(k.RevokedAt), ts(k.ExpiresAt))
 	if code, _ := pgCode(err); code == uniqueViolation {
 		return &ledger.Error{Code: ledger.CodeConflict, Field: "id", Message: "an API key with this id or hash already exists"}
 	}
@@ -105,20 +105,35 @@ func (db *DB) CreateKey(ctx context.Context, k auth.Key) error {
 // KeyByHash returns the key whose hash is hash, revoked or not, or
 // auth.ErrKeyNotFound.
 func (db *DB) KeyByHash(ctx context.Context, hash []byte) (auth.Key, error) {
-	var k auth.Key
-	var role, mode string
-	var created, revoked pgtype.Timestamptz
-	err := db.pool.QueryRow(ctx, `
-		SELECT id, prefix, hash, role, mode, merchant_id, store_id, name, created_at, revoked_at
-		FROM api_keys WHERE hash = $1`, hash,
-	).Scan(&k.ID, &k.Prefix, &k.Hash, &role, &mode, &k.MerchantID, &k.StoreID, &k.Name, &created, &revoked)
+	k, err := scanKey(db.pool.QueryRow(ctx, `SELECT `+keyCols+` FROM api_keys k WHERE k.hash = $1`, hash))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return auth.Key{}, auth.ErrKeyNotFound
 	}
 	if err != nil {
 		return auth.Key{}, fmt.Errorf("look up api key: %w", err)
 	}
-	k.Role, k.Mode = auth.Role(role), auth.Mode(mode)
-	k.CreatedAt, k.RevokedAt = timeOf(created), timeOf(revoked)
 	return k, nil
+}
+
+const keyCols = `k.id, k.prefix, k.hash, k.role, k.mode, k.merchant_id, k.store_id, k.name, k.created_at, k.revoked_at,
+	k.expires_at, k.last_used_at`
+
+func scanKey(row pgx.Row) (auth.Key, error) {
+	var k auth.Key
+	var role, mode string
+	var created, revoked, expires, used pgtype.Timestamptz
+	err := row.Scan(&k.ID, &k.Prefix, &k.Hash, &role, &mode, &k.MerchantID, &k.StoreID, &k.Name, &created, &revoked,
+		&expires, &used)
+	k.Role, k.Mode = auth.Role(role), auth.Mode(mode)
+	k.CreatedAt, k.RevokedAt, k.ExpiresAt, k.LastUsedAt = timeOf(created), timeOf(revoked), timeOf(expires), timeOf(used)
+	return k, err
+}
+
+// storeStatus is the status a new store is stored with: active unless the
+// caller says otherwise.
+func storeStatus(s string) string {
+	if s == "" {
+		return ledger.StatusActive
+	}
+	return s
 }

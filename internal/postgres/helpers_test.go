@@ -45,7 +45,7 @@ func newFixture(t testing.TB, db *DB) fixture {
 	f.merchant = ledger.Merchant{ID: ledger.NewID(), Name: "Café Nord", EarnRateBP: 500, PointValidityDays: 365,
 		Status: "active", CreatedAt: t0}
 	mustOK(t, db.CreateMerchant(ctx, &f.merchant))
-	shop := ledger.Shop{ID: ledger.NewID(), MerchantID: f.merchant.ID, Name: "Main street", CreatedAt: t0}
+	shop := ledger.Shop{ID: ledger.NewID(), MerchantID: f.merchant.ID, Name: "Main street", Status: ledger.StatusActive, CreatedAt: t0}
 	mustOK(t, db.CreateStore(ctx, shop))
 	f.store = ledger.StoreInfo{Shop: shop, Merchant: f.merchant}
 	f.alice = ledger.Member{ID: ledger.NewID(), CardNumber: ledger.NewCardNumber(), Phone: "+33600000001",

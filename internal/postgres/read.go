@@ -29,7 +29,7 @@ func scanMerchant(row pgx.Row) (ledger.Merchant, error) {
 }
 
 // storeCols reads stores s joined to their merchants m.
-const storeCols = `s.id, s.merchant_id, s.name, s.created_at, ` + merchantCols
+const storeCols = `s.id, s.merchant_id, s.name, s.status, s.created_at, ` + merchantCols
 
 const storeFrom = `stores s JOIN merchants m ON m.id = s.merchant_id`
 
@@ -37,7 +37,7 @@ func scanStore(row pgx.Row) (ledger.StoreInfo, error) {
 	var s ledger.StoreInfo
 	var sCreated, mCreated pgtype.Timestamptz
 	m := &s.Merchant
-	err := row.Scan(&s.ID, &s.MerchantID, &s.Name, &sCreated,
+	err := row.Scan(&s.ID, &s.MerchantID, &s.Name, &s.Status, &sCreated,
 		&m.ID, &m.Name, &m.EarnRateBP, &m.PointValidityDays, &m.Status,
 		&m.IssuedAccount, &m.RedeemedAccount, &mCreated)
 	s.CreatedAt = timeOf(sCreated)

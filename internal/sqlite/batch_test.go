@@ -57,7 +57,7 @@ func newWorld(t *testing.T, db *DB) *world {
 		t.Fatal(err)
 	}
 	w.issued, w.redd = w.m.IssuedAccount, w.m.RedeemedAccount
-	w.s = ledger.Shop{ID: "s1", MerchantID: "m1", Name: "Main street", CreatedAt: base}
+	w.s = ledger.Shop{ID: "s1", MerchantID: "m1", Name: "Main street", Status: ledger.StatusActive, CreatedAt: base}
 	if err := db.CreateStore(ctx, w.s); err != nil {
 		t.Fatal(err)
 	}

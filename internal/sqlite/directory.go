@@ -50,8 +50,8 @@ func (db *DB) CreateStore(ctx context.Context, s ledger.Shop) error {
 		if n == 0 {
 			return ledger.Errorf(ledger.CodeMerchantNotFound, "no merchant with id %q", s.MerchantID)
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO stores (id, merchant_id, name, created_at) VALUES (?, ?, ?, ?)`,
-			s.ID, s.MerchantID, s.Name, timeArg(s.CreatedAt))
+		_, err := tx.ExecContext(ctx, `INSERT INTO stores (id, merchant_id, name, status, created_at) VALUES (?, ?, ?, ?, ?)`,
+			s.ID, s.MerchantID, s.Name, storeStatus(s.Status), timeArg(s.CreatedAt))
 		return err
 	})
 	return conflict(err, "store", s.ID)
@@ -91,10 +91,10 @@ func newAccount(ctx context.Context, tx *sql.Tx, kind, owner string) (int64, err
 func (db *DB) CreateKey(ctx context.Context, k auth.Key) error {
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `
-			INSERT INTO api_keys (id, prefix, hash, role, mode, merchant_id, store_id, name, created_at, revoked_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			INSERT INTO api_keys (id, prefix, hash, role, mode, merchant_id, store_id, name, created_at, revoked_at, expires_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			k.ID, k.Prefix, k.Hash, string(k.Role), string(k.Mode), k.MerchantID, k.StoreID, k.Name,
-			timeArg(k.CreatedAt), timeArg(k.RevokedAt))
+			timeArg(k.CreatedAt), timeArg(k.RevokedAt), timeArg(k.ExpiresAt))
 		return err
 	})
 	return conflict(err, "api key", k.ID)
@@ -158,4 +158,13 @@ func conflict(err error, what, id string) error {
 		return &ledger.Error{Code: ledger.CodeConflict, Field: "id", Message: fmt.Sprintf("id %q is taken by another %s", id, what)}
 	}
 	return &ledger.Error{Code: ledger.CodeConflict, Message: fmt.Sprintf("create %s %s: %s already taken", what, id, cols)}
+}
+
+// storeStatus is the status a new store is stored with: active unless the
+// caller says otherwise.
+func storeStatus(s string) string {
+	if s == "" {
+		return ledger.StatusActive
+	}
+	return s
 }

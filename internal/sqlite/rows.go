@@ -27,12 +27,12 @@ func scanMerchant(s scanner, m *ledger.Merchant) error {
 }
 
 // storeCols reads a store with its merchant (stores s JOIN merchants m).
-const storeCols = `s.id, s.merchant_id, s.name, s.created_at, ` + merchantCols
+const storeCols = `s.id, s.merchant_id, s.name, s.status, s.created_at, ` + merchantCols
 
 func scanStoreInfo(s scanner, si *ledger.StoreInfo) error {
 	var created, mCreated sql.NullInt64
 	m := &si.Merchant
-	err := s.Scan(&si.ID, &si.MerchantID, &si.Name, &created,
+	err := s.Scan(&si.ID, &si.MerchantID, &si.Name, &si.Status, &created,
 		&m.ID, &m.Name, &m.EarnRateBP, &m.PointValidityDays, &m.Status,
 		&m.IssuedAccount, &m.RedeemedAccount, &mCreated)
 	si.CreatedAt, m.CreatedAt = timeOf(created), timeOf(mCreated)
@@ -124,13 +124,16 @@ func scanIdem(s scanner, r *ledger.IdemRecord) error {
 	return err
 }
 
-const keyCols = `k.id, k.prefix, k.hash, k.role, k.mode, k.merchant_id, k.store_id, k.name, k.created_at, k.revoked_at`
+const keyCols = `k.id, k.prefix, k.hash, k.role, k.mode, k.merchant_id, k.store_id, k.name, k.created_at, k.revoked_at,
+	k.expires_at, k.last_used_at`
 
 func scanKey(s scanner, k *auth.Key) error {
 	var role, mode string
-	var created, revoked sql.NullInt64
-	err := s.Scan(&k.ID, &k.Prefix, &k.Hash, &role, &mode, &k.MerchantID, &k.StoreID, &k.Name, &created, &revoked)
+	var created, revoked, expires, used sql.NullInt64
+	err := s.Scan(&k.ID, &k.Prefix, &k.Hash, &role, &mode, &k.MerchantID, &k.StoreID, &k.Name, &created, &revoked,
+		&expires, &used)
 	k.Role, k.Mode, k.CreatedAt, k.RevokedAt = auth.Role(role), auth.Mode(mode), timeOf(created), timeOf(revoked)
+	k.ExpiresAt, k.LastUsedAt = timeOf(expires), timeOf(used)
 	return err
 }
 

@@ -53,7 +53,7 @@ func TestOpenMigratesOnceAndReopens(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := []string{"00001_init.sql", "00002_repair_indexes.sql"}; !slices.Equal(pending, want) {
+		if want := []string{"00001_init.sql", "00002_repair_indexes.sql", "00040_operators.sql"}; !slices.Equal(pending, want) {
 			t.Fatalf("pending on a fresh database = %v, want %v", pending, want)
 		}
 	}
@@ -61,7 +61,7 @@ func TestOpenMigratesOnceAndReopens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"00001_init.sql", "00002_repair_indexes.sql"}; !slices.Equal(applied, want) {
+	if want := []string{"00001_init.sql", "00002_repair_indexes.sql", "00040_operators.sql"}; !slices.Equal(applied, want) {
 		t.Fatalf("applied = %v, want %v", applied, want)
 	}
 	if pending, err := db.PendingMigrations(ctx); err != nil || len(pending) != 0 {
@@ -175,7 +175,7 @@ func TestDirectory(t *testing.T) {
 	wantCode(t, err, ledger.CodeMerchantNotFound)
 	wantCode(t, db.CreateMerchant(ctx, &ledger.Merchant{ID: "m1"}), ledger.CodeConflict)
 
-	s := ledger.Shop{ID: "s1", MerchantID: "m1", Name: "Main street", CreatedAt: base.Add(time.Second)}
+	s := ledger.Shop{ID: "s1", MerchantID: "m1", Name: "Main street", Status: ledger.StatusActive, CreatedAt: base.Add(time.Second)}
 	if err := db.CreateStore(ctx, s); err != nil {
 		t.Fatal(err)
 	}

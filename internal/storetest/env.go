@@ -180,7 +180,7 @@ func (e *env) merchant(rateBP int64, validityDays int) ledger.Merchant {
 // shop creates a store of merchant m.
 func (e *env) shop(m ledger.Merchant) ledger.Shop {
 	e.t.Helper()
-	s := ledger.Shop{ID: ledger.NewID(), MerchantID: m.ID, Name: "store " + short(), CreatedAt: e.clock.Now()}
+	s := ledger.Shop{ID: ledger.NewID(), MerchantID: m.ID, Name: "store " + short(), Status: ledger.StatusActive, CreatedAt: e.clock.Now()}
 	if err := e.raw.CreateStore(e.ctx, s); err != nil {
 		e.t.Fatalf("create store: %v", err)
 	}

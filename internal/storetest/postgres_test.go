@@ -36,3 +36,7 @@ func TestPostgresCorruption(t *testing.T) {
 func TestPostgresModel(t *testing.T) {
 	RunModel(t, openPostgres, 3000, 2)
 }
+
+func TestPostgresBackoffice(t *testing.T) {
+	RunBackoffice(t, openPostgres)
+}

@@ -32,3 +32,7 @@ func TestSQLiteCorruption(t *testing.T) {
 func TestSQLiteModel(t *testing.T) {
 	RunModel(t, openSQLite, 3000, 1)
 }
+
+func TestSQLiteBackoffice(t *testing.T) {
+	RunBackoffice(t, openSQLite)
+}

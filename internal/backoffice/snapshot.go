@@ -1,0 +1,99 @@
+package backoffice
+
+import (
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/pointd/pointd/internal/auth"
+	"github.com/pointd/pointd/internal/ledger"
+)
+
+// The audit log keeps, of each target, only the fields an operator changes
+// and nothing personal: a member is its status (and a masked phone when it
+// is created), never its name; a key is its role, owner and prefix, never
+// its hash.
+
+// MerchantFields is what the audit log keeps of a merchant.
+func MerchantFields(m ledger.Merchant) json.RawMessage {
+	return mustJSON(struct {
+		Name              string `json:"name"`
+		EarnRateBP        int64  `json:"earn_rate_bp"`
+		PointValidityDays int    `json:"point_validity_days"`
+		Status            string `json:"status"`
+	}{m.Name, m.EarnRateBP, m.PointValidityDays, m.Status})
+}
+
+// StoreFields is what the audit log keeps of a store.
+func StoreFields(s ledger.Shop) json.RawMessage {
+	return mustJSON(struct {
+		MerchantID string `json:"merchant_id"`
+		Name       string `json:"name"`
+		Status     string `json:"status"`
+	}{s.MerchantID, s.Name, s.Status})
+}
+
+// MemberFields is what the audit log keeps of a member: its status, and the
+// phone masked when withPhone (a creation).
+func MemberFields(m ledger.Member, withPhone bool) json.RawMessage {
+	v := struct {
+		Phone  string `json:"phone,omitempty"`
+		Status string `json:"status"`
+	}{Status: m.Status}
+	if withPhone {
+		v.Phone = MaskPhone(m.Phone)
+	}
+	return mustJSON(v)
+}
+
+// KeyFields is what the audit log keeps of an API key.
+func KeyFields(k auth.Key) json.RawMessage {
+	return mustJSON(struct {
+		Prefix     string     `json:"prefix"`
+		Role       auth.Role  `json:"role"`
+		MerchantID string     `json:"merchant_id,omitempty"`
+		StoreID    string     `json:"store_id,omitempty"`
+		Name       string     `json:"name,omitempty"`
+		RevokedAt  *time.Time `json:"revoked_at,omitempty"`
+		ExpiresAt  *time.Time `json:"expires_at,omitempty"`
+	}{k.Prefix, k.Role, k.MerchantID, k.StoreID, k.Name, timePtr(k.RevokedAt), timePtr(k.ExpiresAt)})
+}
+
+// AdjustmentFields is what the audit log keeps of an adjustment.
+func AdjustmentFields(points int64) json.RawMessage {
+	return mustJSON(struct {
+		Points int64 `json:"points"`
+	}{points})
+}
+
+// MaskPhone keeps a phone number's leading + and country-code-sized head
+// (3 characters) and its last 2 digits, so that an operator can tell two
+// numbers apart in a list without the log holding the number: "+8210*****78".
+func MaskPhone(p string) string {
+	if p == "" {
+		return ""
+	}
+	head := 3
+	if strings.HasPrefix(p, "+") {
+		head = 4
+	}
+	if len(p) <= head+2 {
+		return strings.Repeat("*", len(p))
+	}
+	return p[:head] + strings.Repeat("*", len(p)-head-2) + p[len(p)-2:]
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // plain structs of strings, numbers and times always encode
+	}
+	return b
+}
