@@ -33,7 +33,7 @@ func envName(flagName string) string {
 // environment must never change what a command does.
 var commandOnly = map[string]bool{
 	"apply": true, "fix": true, "receipts": true, "check": true, "json": true, "from": true, "to": true,
-	"store": true, "role": true, "merchant": true, "name": true, "test-drop-every": true,
+	"store": true, "role": true, "merchant": true, "name": true, "test-drop-every": true, "cleanup": true,
 }
 
 // parse applies the environment, then the command line; a bad value in

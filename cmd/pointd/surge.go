@@ -42,7 +42,15 @@ func cmdSurge(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.LogDir, "spawn-logs", "", "folder for the spawned server's logs (default: a new temporary folder)")
 	fs.StringVar(&cfg.Binary, "server-binary", "", "the pointd binary --spawn runs (default: this one)")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", 0, "client timeout of one attempt (default 5s)")
+	cleanup := fs.String("cleanup", "", "retire the synthetic data of run RUNID on --target instead of running a load: revoke its keys, suspend its merchants, stores and members")
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *cleanup != "" {
+		if cfg.Target == "" || cfg.AdminKey == "" {
+			return fmt.Errorf("--cleanup needs --target and --admin-key")
+		}
+		_, err := surge.Cleanup(ctx, cfg.Target, cfg.AdminKey, *cleanup, stdout)
 		return err
 	}
 	switch {

@@ -101,3 +101,42 @@ func TestSurgeRefusesBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// A run's synthetic data is retired with one command, and a second run of
+// that command finds nothing left to do.
+func TestSurgeCleanup(t *testing.T) {
+	bin := buildPointd(t)
+	srv := newServerProc(t, bin, []string{"--data", t.TempDir()})
+	srv.start()
+	admin := srv.adminKey()
+	target := "http://" + srv.addr
+	code, out, errOut := runSurge(t, bin, "--target", target, "--admin-key", admin,
+		"--duration", "2s", "--rate", "40", "--members", "12", "--stores", "3")
+	if code != 0 {
+		t.Fatalf("surge: exit %d\n%s\n%s", code, out, errOut)
+	}
+	m := regexp.MustCompile(`names start with "surge-([0-9a-f]+)"`).FindStringSubmatch(out + errOut)
+	if m == nil {
+		t.Fatalf("no run id in the output:\n%s", out)
+	}
+	cleanup := func() string {
+		t.Helper()
+		code, out, errOut := runPointd(t, "surge", "--target", target, "--admin-key", admin, "--cleanup", m[1])
+		if code != 0 {
+			t.Fatalf("surge --cleanup: exit %d\n%s\n%s", code, out, errOut)
+		}
+		return strings.TrimSpace(out)
+	}
+	want := "surge run " + m[1] + ": revoked 3 keys, suspended 3 stores, 2 merchants and 12 members"
+	if got := cleanup(); got != want {
+		t.Errorf("first cleanup: %q, want %q", got, want)
+	}
+	want = "surge run " + m[1] + ": revoked 0 keys, suspended 0 stores, 0 merchants and 0 members"
+	if got := cleanup(); got != want {
+		t.Errorf("second cleanup: %q, want %q", got, want)
+	}
+	if code, _, errOut := runPointd(t, "surge", "--target", target, "--admin-key", admin, "--cleanup", "not-a-run"); code == 0 ||
+		!strings.Contains(errOut, "not a surge run id") {
+		t.Errorf("a bad run id: exit %d, %s", code, errOut)
+	}
+}
