@@ -30,6 +30,7 @@ import (
 
 	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/ledger"
+	"github.com/pointd/pointd/internal/privacy"
 )
 
 //go:embed migrations/*.sql
@@ -44,6 +45,8 @@ const DefaultMaxConns = 8
 type DB struct {
 	pool  *pgxpool.Pool // reads, directory writes, migrations
 	write *pgxpool.Pool // the writer's one connection
+
+	phones *privacy.Phones // set once by UsePhones before use; nil: privacy.ProcessPhones()
 }
 
 var (

@@ -35,6 +35,7 @@ import (
 
 	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/ledger"
+	"github.com/pointd/pointd/internal/privacy"
 )
 
 // FileName is the database file Open creates in its directory.
@@ -69,6 +70,8 @@ type DB struct {
 	wstmts map[string]*sql.Stmt // the write path (batch.go)
 	rmu    sync.Mutex
 	rstmts map[string]*sql.Stmt // reads
+
+	phones *privacy.Phones // set once by UsePhones before use; nil: privacy.ProcessPhones()
 }
 
 // Open opens the database in dir (creating dir and the file when needed) and
