@@ -83,6 +83,7 @@ type harness struct {
 	store  testStore
 	writer *ledger.Writer
 	srv    *httptest.Server
+	api    *Server       // the server behind srv, to reconfigure (UseMembers)
 	admin  string        // the admin key's secret
 	seq    *atomic.Int64 // numbers fresh receipts and idempotency keys
 }
@@ -145,6 +146,7 @@ func newHarness(t *testing.T, opts ...option) *harness {
 		keys = cfg.keys(store)
 	}
 	s := New(Config{Mode: cfg.mode}, store, keys, h.writer, log, nil)
+	h.api = s
 	h.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(h.srv.Close)
 	return h

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/ledger"
+	"github.com/pointd/pointd/internal/member"
 	"github.com/pointd/pointd/internal/metrics"
 )
 
@@ -55,6 +56,11 @@ type Server struct {
 	keyFlight singleflight.Group
 	ready     func(context.Context) error
 	metrics   *metrics.Metrics // nil: metrics off
+
+	// The member side (me.go): logins, sessions, /v1/me.
+	members     *member.Service // nil: member logins answer 503
+	memberStore member.Store
+	sessions    *sessionCache
 }
 
 // New builds a Server. ready, when set, backs /readyz.
@@ -71,8 +77,15 @@ func New(cfg Config, store ledger.Store, keys auth.KeyStore, writer *ledger.Writ
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{cfg: cfg, store: store, keyStore: keys, writer: writer, log: log,
-		keys: &keyCache{ttl: cfg.KeyCacheTTL, m: map[string]cachedKey{}}, ready: ready, metrics: cfg.Metrics}
+	s := &Server{cfg: cfg, store: store, keyStore: keys, writer: writer, log: log,
+		keys: &keyCache{ttl: cfg.KeyCacheTTL, m: map[string]cachedKey{}}, ready: ready, metrics: cfg.Metrics,
+		sessions: &sessionCache{ttl: cfg.KeyCacheTTL, m: map[string]cachedSession{}}}
+	// Both stores are member stores too; the defaults (codes written to
+	// the log) stand until UseMembers configures the service.
+	if ms, ok := store.(member.Store); ok {
+		s.members, s.memberStore = member.NewService(member.Config{Mode: cfg.Mode, Log: log}, ms, store), ms
+	}
+	return s
 }
 
 // Handler is the whole API with its middleware.
@@ -112,6 +125,19 @@ func (s *Server) Handler() http.Handler {
 	handle("POST /v1/cancellations", pos, s.cancel)
 	handle("POST /v1/adjustments", admin, s.adjust)
 	handle("GET /v1/transactions/{id}", pos, s.getTransaction)
+
+	// Members' own API (issue 3, member side; me.go): logging in needs no
+	// key (a key inside a phone app is no secret), /v1/me* take only a
+	// member's session and always mean that session's member.
+	self := s.authenticate(auth.RoleMember)
+	handle("POST /v1/auth/otp", s.appOptional, s.requestOTP)
+	handle("POST /v1/auth/sessions", s.appOptional, s.createSession)
+	handle("DELETE /v1/auth/sessions/current", self, s.deleteSession)
+	handle("GET /v1/me", self, s.getMe)
+	handle("PATCH /v1/me", self, s.patchMe)
+	handle("DELETE /v1/me", self, s.deleteMe)
+	handle("GET /v1/me/balance", self, s.getMyBalance)
+	handle("GET /v1/me/transactions", self, s.listMyTransactions)
 
 	// Operations: outside /v1, not part of the API's contract.
 	if s.metrics != nil {
