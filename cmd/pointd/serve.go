@@ -15,6 +15,7 @@ import (
 	"github.com/pointd/pointd/internal/api"
 	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/ledger"
+	"github.com/pointd/pointd/internal/member"
 	"github.com/pointd/pointd/internal/metrics"
 	"github.com/pointd/pointd/internal/ops"
 )
@@ -37,6 +38,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	alertsFile := fs.String("alerts", "", "alert rules and webhooks, TOML (docs/alerts.example.toml); empty: the built-in rules, no webhooks")
 	verifyEvery := fs.Duration("verify-interval", 0, "audit the whole ledger this often and alert when it is unsound (0: never; it reads the whole ledger)")
 	dropEvery := fs.Int("test-drop-every", 0, "TESTING ONLY: silently lose every Nth ledger write, to prove the audit catches it")
+	var mf memberFlags // members' logins (issue 3, member side)
+	mf.register(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -49,6 +52,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *reqTimeout < 100*time.Millisecond || *expiryEvery < time.Second {
 		return fmt.Errorf("--request-timeout must be at least 100ms and --expiry-interval at least 1s")
+	}
+	if err := mf.validate(); err != nil {
+		return err
+	}
+	if d.db != "" && d.dataKey == "" {
+		return fmt.Errorf("--data-key (or POINTD_DATA_KEY) is required with PostgreSQL: every instance must seal and find phone numbers with the same key; make one with: openssl rand -base64 32")
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -94,6 +103,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	srv := api.New(api.Config{Mode: m, RequestTimeout: *reqTimeout, LogRequests: *logRequests, DBStats: stats,
 		Metrics: mt, MetricsAuth: *metricsAuth}, db, db, w, log, ready)
+	srv.UseMembers(member.NewService(mf.config(m, d.phones, log), db, db), db)
+	if mf.webhook == "" {
+		log.Warn("member login codes are written to this log (no --otp-webhook): fine for trying pointd, not for real members")
+	}
 	var af alert.File
 	if *alertsFile != "" {
 		if af, err = alert.LoadFile(*alertsFile); err != nil {
