@@ -155,8 +155,7 @@ func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.sessions.evict(func(e cachedSession) bool { return e.key.ID == k.ID })
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusNoContent)
+	writeJSON(w, http.StatusOK, map[string]string{"status": "logged_out"})
 }
 
 func (s *Server) getMe(w http.ResponseWriter, r *http.Request) {
