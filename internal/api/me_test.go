@@ -137,11 +137,6 @@ func (m *memberSide) login(phone string) sessionResponse {
 	return want[sessionResponse](m.t, m.tryLogin(phone, code), http.StatusCreated)
 }
 
-// wrong returns a code that is not code.
-func wrong(code string) string {
-	return fmt.Sprintf("%06d", (int(code[0]-'0')*100000+1)%1000000+int(code[1]-'0'))
-}
-
 func TestMemberLogin(t *testing.T) {
 	for _, b := range []backend{onSQLite, onPostgres} {
 		t.Run(string(b), func(t *testing.T) {

@@ -116,7 +116,10 @@ func presentedKeyMode(r *http.Request) string {
 	_, secret, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	mode, ok := auth.ParseMode(strings.TrimSpace(secret))
 	if !ok {
-		return metrics.KeyModeNone
+		// A member's session token carries a mode too.
+		if mode, ok = member.ParseSessionMode(strings.TrimSpace(secret)); !ok {
+			return metrics.KeyModeNone
+		}
 	}
 	return string(mode)
 }

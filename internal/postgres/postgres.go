@@ -245,9 +245,6 @@ func timeOf(t pgtype.Timestamptz) time.Time {
 	return t.Time.UTC()
 }
 
-// nullText stores an empty string as NULL (for columns unique when set).
-func nullText(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
-
 // pgCode returns the SQLSTATE of err and the constraint it names, if any.
 func pgCode(err error) (code, constraint string) {
 	var pe *pgconn.PgError

@@ -313,15 +313,6 @@ func timeOf(v sql.NullInt64) time.Time {
 	return time.UnixMicro(v.Int64).UTC()
 }
 
-// textArg stores "" as NULL, for columns where absence must not collide
-// with itself under a UNIQUE constraint (a member's phone).
-func textArg(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
-}
-
 // uniqueViolation reports the columns of a violated UNIQUE or PRIMARY KEY
 // constraint ("members.card_number"), or "" when err is something else.
 func uniqueViolation(err error) string {
