@@ -71,6 +71,12 @@ type HistoryFilter struct {
 	To    time.Time
 }
 
+// ClockSkew is how far out of order, at most, the creation times of
+// transactions may be compared with their seq (several writers' clocks): a
+// history's date range is widened by it when it is turned into a range of
+// seq, and then cut exactly by the times.
+const ClockSkew = time.Minute
+
 // Store is what the member side needs from a database.
 type Store interface {
 	Profile(ctx context.Context, memberID string) (Profile, error)

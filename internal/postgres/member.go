@@ -288,11 +288,19 @@ func (db *DB) History(ctx context.Context, memberID string, f member.HistoryFilt
 		}
 		where = append(where, "t.type = ANY("+arg(types)+")")
 	}
+	// A date range is also turned into a range of seq, through the
+	// created_at index, so that the walk down the member's (member_id, seq)
+	// index starts and stops near the range instead of reading every newer
+	// or older row; the created_at conditions keep the answer exact.
 	if !f.From.IsZero() {
 		where = append(where, "t.created_at >= "+arg(ts(f.From)))
+		where = append(where, `t.seq > coalesce((SELECT seq FROM transactions WHERE created_at < `+
+			arg(ts(f.From.Add(-member.ClockSkew)))+` ORDER BY created_at DESC, seq DESC LIMIT 1), 0)`)
 	}
 	if !f.To.IsZero() {
 		where = append(where, "t.created_at < "+arg(ts(f.To)))
+		where = append(where, `t.seq < coalesce((SELECT seq FROM transactions WHERE created_at >= `+
+			arg(ts(f.To.Add(member.ClockSkew)))+` ORDER BY created_at, seq LIMIT 1), 9223372036854775807)`)
 	}
 	lim := arg(limitArg(limit))
 	txns, err := list(ctx, db.pool, scanTxn,

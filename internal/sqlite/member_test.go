@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/pointd/pointd/internal/ledger"
+	"github.com/pointd/pointd/internal/member"
 	"github.com/pointd/pointd/internal/privacy"
 )
 
@@ -67,5 +70,71 @@ func TestUsePhonesSealsOldRows(t *testing.T) {
 	}
 	if _, err := db.MemberByPhone(ctx, "+33600000078"); ledger.ErrorCode(err) != ledger.CodeMemberNotFound {
 		t.Errorf("an unknown phone: %v", err)
+	}
+}
+
+// TestHistoryDateRanges checks History's date filter, which narrows by seq
+// through the created_at index, against the plain definition, on times
+// that are out of order by up to 25 s (several writers' clocks).
+func TestHistoryDateRanges(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	mustOK(t, db.Exec(ctx, `
+		WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < 600)
+		INSERT INTO transactions (seq, id, type, member_id, merchant_id, store_id, receipt, points, created_at, hash)
+		SELECT i, 'txn-' || i, CASE WHEN i % 3 = 0 THEN 'redeem' ELSE 'earn' END, CASE WHEN i % 2 = 0 THEN 'a' ELSE 'b' END,
+		       'm', 's', 'R' || i, 1, ? + (i * 10 + ((i * 37) % 11 - 5) * 5) * 1000000, x'00'
+		FROM g`, base.UnixMicro()))
+	all, err := db.History(ctx, "a", member.HistoryFilter{}, 0, 0)
+	mustOK(t, err)
+	if len(all) != 300 {
+		t.Fatalf("%d transactions of a", len(all))
+	}
+	checkRanges(t, all, base, func(f member.HistoryFilter, before int64, limit int) ([]ledger.Transaction, error) {
+		return db.History(ctx, "a", f, before, limit)
+	})
+}
+
+// checkRanges pages through many date ranges and type filters and compares
+// with filtering all by hand.
+func checkRanges(t *testing.T, all []ledger.Transaction, base time.Time,
+	history func(member.HistoryFilter, int64, int) ([]ledger.Transaction, error)) {
+	t.Helper()
+	for _, from := range []int{-1, 0, 7, 95, 400, 2990, 6100} {
+		for _, to := range []int{-1, 3, 95, 96, 1000, 3001, 7000} {
+			for _, types := range [][]ledger.TxType{nil, {ledger.TxRedeem}} {
+				f := member.HistoryFilter{Types: types}
+				if from >= 0 {
+					f.From = base.Add(time.Duration(from) * time.Second)
+				}
+				if to >= 0 {
+					f.To = base.Add(time.Duration(to) * time.Second)
+				}
+				var want []string
+				for _, tx := range all {
+					if (f.From.IsZero() || !tx.CreatedAt.Before(f.From)) && (f.To.IsZero() || tx.CreatedAt.Before(f.To)) &&
+						(types == nil || tx.Type == types[0]) {
+						want = append(want, tx.ID)
+					}
+				}
+				var got []string
+				before := int64(0)
+				for {
+					page, err := history(f, before, 7)
+					mustOK(t, err)
+					for _, tx := range page {
+						got = append(got, tx.ID)
+					}
+					if len(page) < 7 {
+						break
+					}
+					before = page[len(page)-1].Seq
+				}
+				if strings.Join(got, ",") != strings.Join(want, ",") {
+					t.Errorf("from %d to %d types %v: got %d transactions, want %d", from, to, types, len(got), len(want))
+				}
+			}
+		}
 	}
 }
