@@ -51,18 +51,31 @@ func (s *Server) appOptional(next http.Handler) http.Handler {
 	})
 }
 
-// clientIP is the address the per-address limits count.
+// clientIP is the address the per-address limits count: an IPv6 client
+// counts by its /64, the block one subscriber usually gets (else a client
+// would have 2^64 addresses to rotate through).
 func clientIP(r *http.Request) string {
+	var a netip.Addr
+	var err error
 	if caller(r).Role == auth.RoleApp {
-		if a, err := netip.ParseAddr(strings.TrimSpace(r.Header.Get(headerClientIP))); err == nil {
-			return a.Unmap().String()
+		a, err = netip.ParseAddr(strings.TrimSpace(r.Header.Get(headerClientIP)))
+	}
+	if caller(r).Role != auth.RoleApp || err != nil {
+		host, _, serr := net.SplitHostPort(r.RemoteAddr)
+		if serr != nil {
+			host = r.RemoteAddr
+		}
+		if a, err = netip.ParseAddr(host); err != nil {
+			return host
 		}
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
+	a = a.Unmap()
+	if a.Is6() {
+		if p, err := a.Prefix(64); err == nil {
+			return p.String()
+		}
 	}
-	return host
+	return a.String()
 }
 
 func (s *Server) needMembers(w http.ResponseWriter, r *http.Request) bool {

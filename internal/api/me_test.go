@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -636,5 +637,33 @@ func TestPhonesAtRest(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestClientIP(t *testing.T) {
+	for _, tc := range []struct {
+		remote, header string
+		app            bool
+		want           string
+	}{
+		{"192.0.2.1:5555", "", false, "192.0.2.1"},
+		{"192.0.2.1:5555", "203.0.113.9", false, "192.0.2.1"}, // the header needs an app key
+		{"192.0.2.1:5555", "203.0.113.9", true, "203.0.113.9"},
+		{"192.0.2.1:5555", "not an address", true, "192.0.2.1"},
+		{"[2001:db8:1:2:3:4:5:6]:5555", "", false, "2001:db8:1:2::/64"},
+		{"[::ffff:192.0.2.7]:5555", "", false, "192.0.2.7"},
+		{"192.0.2.1:5555", "2001:db8:aa:bb::1", true, "2001:db8:aa:bb::/64"},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/v1/auth/otp", nil)
+		r.RemoteAddr = tc.remote
+		if tc.header != "" {
+			r.Header.Set(headerClientIP, tc.header)
+		}
+		if tc.app {
+			r = r.WithContext(context.WithValue(r.Context(), keyCaller, auth.Key{Role: auth.RoleApp}))
+		}
+		if got := clientIP(r); got != tc.want {
+			t.Errorf("remote %s, header %q, app key %v: %q, want %q", tc.remote, tc.header, tc.app, got, tc.want)
+		}
 	}
 }

@@ -106,6 +106,10 @@ type Store interface {
 	SessionByHash(ctx context.Context, hash []byte) (Session, error)
 	RevokeSession(ctx context.Context, id string, at time.Time) error
 
+	// Purge deletes login codes created before a time and sessions that
+	// expired or were revoked before it, and says how many rows went.
+	Purge(ctx context.Context, before time.Time) (int64, error)
+
 	// History lists a member's transactions newest first that match f,
 	// with Seq below beforeSeq (all when 0), at most limit.
 	History(ctx context.Context, memberID string, f HistoryFilter, beforeSeq int64, limit int) ([]ledger.Transaction, error)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/big"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -54,6 +55,32 @@ type Service struct {
 	ipCodes *windowLimiter
 	ipLogin *windowLimiter
 	codeKey []byte
+	purged  atomic.Int64 // unix seconds of the last purge started here
+}
+
+// purgeAfter is how long login codes and dead sessions are kept: long
+// enough for the per-phone limit and for a support question about a
+// failed login, short enough that the keyed hashes of numbers that never
+// became members do not pile up.
+const purgeAfter = 24 * time.Hour
+
+// maybePurge deletes old codes and dead sessions, at most once an hour per
+// instance, in the background.
+func (s *Service) maybePurge(ctx context.Context, now time.Time) {
+	last := s.purged.Load()
+	if now.Unix()-last < 3600 || !s.purged.CompareAndSwap(last, now.Unix()) {
+		return
+	}
+	go func() {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		before := now.Add(-max(purgeAfter, s.cfg.PhoneWindow, s.cfg.CodeTTL))
+		if n, err := s.store.Purge(pctx, before); err != nil {
+			s.cfg.Log.Warn("purge of old login codes and sessions", "err", err)
+		} else if n > 0 {
+			s.cfg.Log.Info("purged old login codes and sessions", "rows", n)
+		}
+	}()
 }
 
 // NewService builds a Service on a member store and the ledger store
@@ -151,6 +178,7 @@ func (s *Service) RequestCode(ctx context.Context, phone, ip string) (expiresAt 
 	}
 	c := Code{Phone: phone, Code: code, ExpiresAt: o.ExpiresAt,
 		Message: fmt.Sprintf("Your pointd login code is %s. It expires in %d minutes.", code, int(s.cfg.CodeTTL.Minutes()+0.5))}
+	s.maybePurge(ctx, now)
 	go func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.SendTimeout)
 		defer cancel()

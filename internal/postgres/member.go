@@ -313,3 +313,25 @@ func (db *DB) History(ctx context.Context, memberID string, f member.HistoryFilt
 	}
 	return txns, nil
 }
+
+// Purge deletes old login codes and dead sessions.
+func (db *DB) Purge(ctx context.Context, before time.Time) (int64, error) {
+	var n int64
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		for _, q := range []string{
+			`DELETE FROM member_otps WHERE created_at < $1`,
+			`DELETE FROM member_sessions WHERE expires_at < $1 OR revoked_at < $1`,
+		} {
+			tag, err := tx.Exec(ctx, q, ts(before))
+			if err != nil {
+				return err
+			}
+			n += tag.RowsAffected()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("purge login codes and sessions: %w", err)
+	}
+	return n, nil
+}

@@ -367,3 +367,26 @@ func (db *DB) History(ctx context.Context, memberID string, f member.HistoryFilt
 	}
 	return out, nil
 }
+
+// Purge deletes old login codes and dead sessions.
+func (db *DB) Purge(ctx context.Context, before time.Time) (int64, error) {
+	var n int64
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		for _, q := range []string{
+			`DELETE FROM member_otps WHERE created_at < ?`,
+			`DELETE FROM member_sessions WHERE expires_at < ?1 OR revoked_at < ?1`,
+		} {
+			res, err := tx.ExecContext(ctx, q, timeArg(before))
+			if err != nil {
+				return err
+			}
+			k, _ := res.RowsAffected()
+			n += k
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: purge login codes and sessions: %w", err)
+	}
+	return n, nil
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -135,6 +136,41 @@ func checkRanges(t *testing.T, all []ledger.Transaction, base time.Time,
 					t.Errorf("from %d to %d types %v: got %d transactions, want %d", from, to, types, len(got), len(want))
 				}
 			}
+		}
+	}
+}
+
+func TestPurgeOldCodesAndSessions(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	old, recent := now.Add(-48*time.Hour), now.Add(-time.Hour)
+	for i, at := range []time.Time{old, recent} {
+		mustOK(t, db.CreateOTP(ctx, member.OTP{ID: fmt.Sprint("otp-", i), PhoneHash: []byte{byte(i)}, CodeHash: []byte{1},
+			CreatedAt: at, ExpiresAt: at.Add(5 * time.Minute)}))
+		mustOK(t, db.CreateSession(ctx, member.Session{ID: fmt.Sprint("s-expired-", i), Hash: []byte{2, byte(i)}, Prefix: "pd_ses_live_x",
+			MemberID: "m", Mode: "live", CreatedAt: at.Add(-time.Hour), ExpiresAt: at}))
+	}
+	mustOK(t, db.CreateSession(ctx, member.Session{ID: "s-revoked", Hash: []byte{3}, Prefix: "pd_ses_live_x",
+		MemberID: "m", Mode: "live", CreatedAt: old, ExpiresAt: now.Add(time.Hour)}))
+	mustOK(t, db.RevokeSession(ctx, "s-revoked", old))
+	mustOK(t, db.CreateSession(ctx, member.Session{ID: "s-live", Hash: []byte{4}, Prefix: "pd_ses_live_x",
+		MemberID: "m", Mode: "live", CreatedAt: old, ExpiresAt: now.Add(time.Hour)}))
+
+	n, err := db.Purge(ctx, now.Add(-24*time.Hour))
+	mustOK(t, err)
+	if n != 3 {
+		t.Errorf("purged %d rows, want 3 (an old code, a session expired long ago, one revoked long ago)", n)
+	}
+	if _, err := db.LatestOTP(ctx, []byte{0}); err != member.ErrNoOTP {
+		t.Errorf("the old code: %v", err)
+	}
+	if o, err := db.LatestOTP(ctx, []byte{1}); err != nil || o.ID != "otp-1" {
+		t.Errorf("the recent code: %+v, %v", o, err)
+	}
+	for _, h := range [][]byte{{2, 1}, {4}} {
+		if _, err := db.SessionByHash(ctx, h); err != nil {
+			t.Errorf("session %x: %v", h, err)
 		}
 	}
 }
