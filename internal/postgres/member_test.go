@@ -4,13 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"fmt"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/pointd/pointd/internal/ledger"
-	"github.com/pointd/pointd/internal/member"
 	"github.com/pointd/pointd/internal/privacy"
 )
 
@@ -64,90 +60,3 @@ func TestUsePhonesSealsOldRows(t *testing.T) {
 	}
 }
 
-// TestHistoryDateRanges: see internal/sqlite's test of the same name.
-func TestHistoryDateRanges(t *testing.T) {
-	ctx := context.Background()
-	db := open(t)
-	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	mustOK(t, db.Exec(ctx, `
-		INSERT INTO transactions (seq, id, type, member_id, merchant_id, store_id, receipt, points, created_at, hash)
-		SELECT i, 'txn-' || i, CASE WHEN i % 3 = 0 THEN 'redeem' ELSE 'earn' END, CASE WHEN i % 2 = 0 THEN 'a' ELSE 'b' END,
-		       'm', 's', 'R' || i, 1, $1::timestamptz + (i * 10 + ((i * 37) % 11 - 5) * 5) * interval '1 second', '\x00'::bytea
-		FROM generate_series(1, 600) AS i`, base))
-	all, err := db.History(ctx, "a", member.HistoryFilter{}, 0, 0)
-	mustOK(t, err)
-	if len(all) != 300 {
-		t.Fatalf("%d transactions of a", len(all))
-	}
-	for _, from := range []int{-1, 0, 7, 95, 400, 2990, 6100} {
-		for _, to := range []int{-1, 3, 95, 96, 1000, 3001, 7000} {
-			for _, types := range [][]ledger.TxType{nil, {ledger.TxRedeem}} {
-				f := member.HistoryFilter{Types: types}
-				if from >= 0 {
-					f.From = base.Add(time.Duration(from) * time.Second)
-				}
-				if to >= 0 {
-					f.To = base.Add(time.Duration(to) * time.Second)
-				}
-				var want []string
-				for _, tx := range all {
-					if (f.From.IsZero() || !tx.CreatedAt.Before(f.From)) && (f.To.IsZero() || tx.CreatedAt.Before(f.To)) &&
-						(types == nil || tx.Type == types[0]) {
-						want = append(want, tx.ID)
-					}
-				}
-				var got []string
-				before := int64(0)
-				for {
-					page, err := db.History(ctx, "a", f, before, 7)
-					mustOK(t, err)
-					for _, tx := range page {
-						got = append(got, tx.ID)
-					}
-					if len(page) < 7 {
-						break
-					}
-					before = page[len(page)-1].Seq
-				}
-				if strings.Join(got, ",") != strings.Join(want, ",") {
-					t.Errorf("from %d to %d types %v: got %d transactions, want %d", from, to, types, len(got), len(want))
-				}
-			}
-		}
-	}
-}
-
-func TestPurgeOldCodesAndSessions(t *testing.T) {
-	ctx := context.Background()
-	db := open(t)
-	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
-	old, recent := now.Add(-48*time.Hour), now.Add(-time.Hour)
-	for i, at := range []time.Time{old, recent} {
-		mustOK(t, db.CreateOTP(ctx, member.OTP{ID: fmt.Sprint("otp-", i), PhoneHash: []byte{byte(i)}, CodeHash: []byte{1},
-			CreatedAt: at, ExpiresAt: at.Add(5 * time.Minute)}))
-		mustOK(t, db.CreateSession(ctx, member.Session{ID: fmt.Sprint("s-expired-", i), Hash: []byte{2, byte(i)}, Prefix: "pd_ses_live_x",
-			MemberID: "m", Mode: "live", CreatedAt: at.Add(-time.Hour), ExpiresAt: at}))
-	}
-	mustOK(t, db.CreateSession(ctx, member.Session{ID: "s-revoked", Hash: []byte{3}, Prefix: "pd_ses_live_x",
-		MemberID: "m", Mode: "live", CreatedAt: old, ExpiresAt: now.Add(time.Hour)}))
-	mustOK(t, db.RevokeSession(ctx, "s-revoked", old))
-	mustOK(t, db.CreateSession(ctx, member.Session{ID: "s-live", Hash: []byte{4}, Prefix: "pd_ses_live_x",
-		MemberID: "m", Mode: "live", CreatedAt: old, ExpiresAt: now.Add(time.Hour)}))
-
-	n, err := db.Purge(ctx, now.Add(-24*time.Hour))
-	mustOK(t, err)
-	if n != 3 {
-		t.Errorf("purged %d rows, want 3 (an old code, a session expired long ago, one revoked long ago)", n)
-	}
-	if _, err := db.LatestOTP(ctx, []byte{0}); err != member.ErrNoOTP {
-		t.Errorf("the old code: %v", err)
-	}
-	if o, err := db.LatestOTP(ctx, []byte{1}); err != nil || o.ID != "otp-1" {
-		t.Errorf("the recent code: %+v, %v", o, err)
-	}
-	for _, h := range [][]byte{{2, 1}, {4}} {
-		if _, err := db.SessionByHash(ctx, h); err != nil {
-			t.Errorf("session %x: %v", h, err)
-		}
-	}
-}
