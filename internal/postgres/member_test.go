@@ -59,4 +59,3 @@ func TestUsePhonesSealsOldRows(t *testing.T) {
 		t.Errorf("an unknown phone: %v", err)
 	}
 }
-
