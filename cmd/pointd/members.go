@@ -30,7 +30,7 @@ func (f *memberFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.webhookSecret, "otp-webhook-secret", "", "secret that signs each webhook request (X-Pointd-Signature, HMAC-SHA256); required with --otp-webhook")
 	fs.DurationVar(&f.webhookTO, "otp-webhook-timeout", 5*time.Second, "how long the webhook may take per code")
 	fs.DurationVar(&f.codeTTL, "otp-ttl", 5*time.Minute, "how long a login code works")
-	fs.IntVar(&f.maxAttempts, "otp-max-attempts", 5, "wrong guesses after which a login code stops working")
+	fs.IntVar(&f.maxAttempts, "otp-max-attempts", 5, "tries (the right one included) after which a login code stops working")
 	fs.DurationVar(&f.sessionTTL, "session-ttl", 30*24*time.Hour, "how long a member's session works")
 	fs.IntVar(&f.phoneCodes, "otp-phone-limit", 5, "login codes one phone number may be sent per hour (counted in the database: all instances together)")
 	fs.IntVar(&f.ipRequests, "otp-ip-limit", 20, "code requests, and as many login attempts, one client address may make per 10 minutes (per instance)")

@@ -94,12 +94,15 @@ type Store interface {
 	CountOTPs(ctx context.Context, phoneHash []byte, since time.Time) (n int, oldest time.Time, err error)
 	// LatestOTP returns the newest code for a phone hash, ErrNoOTP if none.
 	LatestOTP(ctx context.Context, phoneHash []byte) (OTP, error)
-	// FailOTP counts a wrong guess against a code and returns the new count.
-	FailOTP(ctx context.Context, id string) (int, error)
-	// UseOTP spends a code that is unused, unexpired at at, and has fewer
-	// than maxAttempts wrong guesses; it reports whether it did. Two
-	// concurrent logins with the same code cannot both spend it.
-	UseOTP(ctx context.Context, id string, at time.Time, maxAttempts int) (bool, error)
+	// TakeAttempt counts one try against a code that is unused, unexpired
+	// at at and has had fewer than maxAttempts tries, and reports whether
+	// it did. A try is taken before the code is compared, in one atomic
+	// update: a flood of concurrent guesses gets maxAttempts comparisons,
+	// not one per request.
+	TakeAttempt(ctx context.Context, id string, at time.Time, maxAttempts int) (bool, error)
+	// UseOTP spends a code that is unused and unexpired at at; it reports
+	// whether it did. Two concurrent logins with one code cannot both.
+	UseOTP(ctx context.Context, id string, at time.Time) (bool, error)
 
 	CreateSession(ctx context.Context, s Session) error
 	// SessionByHash returns the session with a token hash, ErrNoSession if none.

@@ -34,7 +34,7 @@ type Config struct {
 	Log         *slog.Logger    // [slog.Default()]
 	Now         func() time.Time
 	CodeTTL     time.Duration // how long a code works [5m]
-	MaxAttempts int           // wrong guesses that kill a code [5]
+	MaxAttempts int           // tries that use a code up, the right one included [5]
 	SessionTTL  time.Duration // how long a session works [30 days]
 	// PhoneCodes codes may be sent to one phone in any PhoneWindow [5 per 1h].
 	// Counted in the database, so several instances share the limit.
@@ -221,17 +221,18 @@ func (s *Service) Login(ctx context.Context, phone, code, ip string) (token stri
 	if !o.UsedAt.IsZero() || !now.Before(o.ExpiresAt) || o.Attempts >= s.cfg.MaxAttempts {
 		return "", Session{}, false, invalid
 	}
-	if !hmac.Equal(o.CodeHash, s.codeHash(o.ID, code)) {
-		if _, err := s.store.FailOTP(ctx, o.ID); err != nil {
-			return "", Session{}, false, err
-		}
-		return "", Session{}, false, invalid
-	}
-	used, err := s.store.UseOTP(ctx, o.ID, now, s.cfg.MaxAttempts)
+	took, err := s.store.TakeAttempt(ctx, o.ID, now, s.cfg.MaxAttempts)
 	if err != nil {
 		return "", Session{}, false, err
 	}
-	if !used { // a concurrent login spent it, or guesses killed it meanwhile
+	if !took || !hmac.Equal(o.CodeHash, s.codeHash(o.ID, code)) {
+		return "", Session{}, false, invalid
+	}
+	used, err := s.store.UseOTP(ctx, o.ID, now)
+	if err != nil {
+		return "", Session{}, false, err
+	}
+	if !used { // a concurrent login spent it
 		return "", Session{}, false, invalid
 	}
 	m, err := s.ledger.MemberByPhone(ctx, phone)

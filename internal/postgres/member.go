@@ -210,21 +210,22 @@ func (db *DB) LatestOTP(ctx context.Context, phoneHash []byte) (member.OTP, erro
 	return o, nil
 }
 
-// FailOTP counts one wrong guess.
-func (db *DB) FailOTP(ctx context.Context, id string) (int, error) {
-	var n int
-	err := db.pool.QueryRow(ctx, `UPDATE member_otps SET attempts = attempts + 1 WHERE id = $1 RETURNING attempts`, id).Scan(&n)
+// TakeAttempt counts one try against a live code: one atomic update, so
+// concurrent guesses cannot all see the count below the limit.
+func (db *DB) TakeAttempt(ctx context.Context, id string, at time.Time, maxAttempts int) (bool, error) {
+	tag, err := db.pool.Exec(ctx, `UPDATE member_otps SET attempts = attempts + 1
+		WHERE id = $1 AND used_at IS NULL AND expires_at > $2 AND attempts < $3`, id, ts(at), maxAttempts)
 	if err != nil {
-		return 0, fmt.Errorf("count a wrong code: %w", err)
+		return false, fmt.Errorf("count a try of a login code: %w", err)
 	}
-	return n, nil
+	return tag.RowsAffected() == 1, nil
 }
 
 // UseOTP spends a live code once: the row's update is atomic, so two
 // logins racing with one code cannot both see it unused.
-func (db *DB) UseOTP(ctx context.Context, id string, at time.Time, maxAttempts int) (bool, error) {
+func (db *DB) UseOTP(ctx context.Context, id string, at time.Time) (bool, error) {
 	tag, err := db.pool.Exec(ctx, `UPDATE member_otps SET used_at = $1
-		WHERE id = $2 AND used_at IS NULL AND expires_at > $1 AND attempts < $3`, ts(at), id, maxAttempts)
+		WHERE id = $2 AND used_at IS NULL AND expires_at > $1`, ts(at), id)
 	if err != nil {
 		return false, fmt.Errorf("spend a login code: %w", err)
 	}

@@ -232,24 +232,30 @@ func (db *DB) LatestOTP(ctx context.Context, phoneHash []byte) (member.OTP, erro
 	return o, nil
 }
 
-// FailOTP counts one wrong guess.
-func (db *DB) FailOTP(ctx context.Context, id string) (int, error) {
-	var n int
+// TakeAttempt counts one try against a live code.
+func (db *DB) TakeAttempt(ctx context.Context, id string, at time.Time, maxAttempts int) (bool, error) {
+	var n int64
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx, `UPDATE member_otps SET attempts = attempts + 1 WHERE id = ? RETURNING attempts`, id).Scan(&n)
+		res, err := tx.ExecContext(ctx, `UPDATE member_otps SET attempts = attempts + 1
+			WHERE id = ? AND used_at IS NULL AND expires_at > ? AND attempts < ?`, id, timeArg(at), maxAttempts)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("sqlite: count a wrong code: %w", err)
+		return false, fmt.Errorf("sqlite: count a try of a login code: %w", err)
 	}
-	return n, nil
+	return n == 1, nil
 }
 
 // UseOTP spends a live code once.
-func (db *DB) UseOTP(ctx context.Context, id string, at time.Time, maxAttempts int) (bool, error) {
+func (db *DB) UseOTP(ctx context.Context, id string, at time.Time) (bool, error) {
 	var n int64
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE member_otps SET used_at = ?
-			WHERE id = ? AND used_at IS NULL AND expires_at > ? AND attempts < ?`, timeArg(at), id, timeArg(at), maxAttempts)
+			WHERE id = ? AND used_at IS NULL AND expires_at > ?`, timeArg(at), id, timeArg(at))
 		if err != nil {
 			return err
 		}

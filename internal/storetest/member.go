@@ -21,7 +21,7 @@ func RunMember(t *testing.T, open func(t *testing.T) ledger.Store, exec func(s l
 		fn   func(t *testing.T, s ledger.Store, ms member.Store)
 	}{
 		{"a login code is spent once, not after it expires, not after too many wrong guesses", testOTPLife},
-		{"two logins with one code: one wins", testOTPRace},
+		{"two logins with one code: one wins; a flood of guesses gets the limit's tries", testOTPRace},
 		{"codes are counted per phone over a window", testOTPCount},
 		{"sessions are found by hash and revoked", testSessions},
 		{"the profile's name and consents change", testProfile},
@@ -63,25 +63,30 @@ func testOTPLife(t *testing.T, _ ledger.Store, ms member.Store) {
 	if err != nil || o.ID != "o2" || string(o.CodeHash) != "c2" || !o.CreatedAt.Equal(mt0.Add(time.Second)) || o.Attempts != 0 || !o.UsedAt.IsZero() {
 		t.Fatalf("latest = %+v, %v", o, err)
 	}
-	// Expired: not spent.
-	if ok, err := ms.UseOTP(ctx, "o1", mt0.Add(5*time.Minute), 5); err != nil || ok {
+	// Expired: no try, not spent.
+	if ok, err := ms.TakeAttempt(ctx, "o1", mt0.Add(5*time.Minute), 5); err != nil || ok {
+		t.Errorf("a try of an expired code: %v, %v", ok, err)
+	}
+	if ok, err := ms.UseOTP(ctx, "o1", mt0.Add(5*time.Minute)); err != nil || ok {
 		t.Errorf("an expired code was spent: %v, %v", ok, err)
 	}
-	// Wrong guesses up to the limit kill it.
+	// Tries up to the limit, then none.
 	for i := 1; i <= 3; i++ {
-		n, err := ms.FailOTP(ctx, "o2")
-		if err != nil || n != i {
-			t.Fatalf("FailOTP = %d, %v; want %d", n, err, i)
+		if ok, err := ms.TakeAttempt(ctx, "o2", mt0.Add(time.Minute), 3); err != nil || !ok {
+			t.Fatalf("try %d: %v, %v", i, ok, err)
 		}
 	}
-	if ok, _ := ms.UseOTP(ctx, "o2", mt0.Add(time.Minute), 3); ok {
-		t.Error("a code with 3 wrong guesses was spent under a limit of 3")
+	if ok, _ := ms.TakeAttempt(ctx, "o2", mt0.Add(time.Minute), 3); ok {
+		t.Error("a 4th try under a limit of 3")
 	}
-	if ok, err := ms.UseOTP(ctx, "o2", mt0.Add(time.Minute), 4); err != nil || !ok {
+	if ok, err := ms.UseOTP(ctx, "o2", mt0.Add(time.Minute)); err != nil || !ok {
 		t.Errorf("a live code was not spent: %v, %v", ok, err)
 	}
-	if ok, _ := ms.UseOTP(ctx, "o2", mt0.Add(time.Minute), 4); ok {
+	if ok, _ := ms.UseOTP(ctx, "o2", mt0.Add(time.Minute)); ok {
 		t.Error("a code was spent twice")
+	}
+	if ok, _ := ms.TakeAttempt(ctx, "o2", mt0.Add(time.Minute), 10); ok {
+		t.Error("a try of a spent code")
 	}
 	if o, _ := ms.LatestOTP(ctx, ph); !o.UsedAt.Equal(mt0.Add(time.Minute)) || o.Attempts != 3 {
 		t.Errorf("after use: %+v", o)
@@ -93,10 +98,28 @@ func testOTPRace(t *testing.T, _ ledger.Store, ms member.Store) {
 	must(t, ms.CreateOTP(ctx, member.OTP{ID: "race", PhoneHash: []byte("p"), CodeHash: []byte("c"), CreatedAt: mt0, ExpiresAt: mt0.Add(time.Hour)}))
 	var wg sync.WaitGroup
 	var mu sync.Mutex
+	tries := 0
+	for range 32 {
+		wg.Go(func() {
+			ok, err := ms.TakeAttempt(ctx, "race", mt0.Add(time.Minute), 5)
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				mu.Lock()
+				tries++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if tries != 5 {
+		t.Errorf("32 concurrent guesses got %d tries under a limit of 5", tries)
+	}
 	wins := 0
 	for range 16 {
 		wg.Go(func() {
-			ok, err := ms.UseOTP(ctx, "race", mt0.Add(time.Minute), 5)
+			ok, err := ms.UseOTP(ctx, "race", mt0.Add(time.Minute))
 			if err != nil {
 				t.Error(err)
 			}
