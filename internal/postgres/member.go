@@ -90,6 +90,17 @@ func (db *DB) scanMember(row pgx.Row) (ledger.Member, error) {
 	return m, db.openPhone(&m)
 }
 
+// scanMemberForWrite is scanMember for the write path, which never needs
+// the number: a tool run without the data key (pointd expire, reconcile)
+// must still be able to move points, so a number it cannot open is left out.
+func (db *DB) scanMemberForWrite(row pgx.Row) (ledger.Member, error) {
+	m, err := scanMember(row)
+	if err == nil && db.openPhone(&m) != nil {
+		m.Phone = ""
+	}
+	return m, err
+}
+
 func (db *DB) openPhone(m *ledger.Member) error {
 	if m.Phone == "" {
 		return nil

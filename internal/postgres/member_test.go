@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/pointd/pointd/internal/ledger"
+	"github.com/pointd/pointd/internal/postgres/pgtest"
 	"github.com/pointd/pointd/internal/privacy"
 )
 
@@ -26,7 +27,8 @@ func testPhones(t *testing.T) *privacy.Phones {
 // by phone after; a different key is then refused.
 func TestUsePhonesSealsOldRows(t *testing.T) {
 	ctx := context.Background()
-	db := open(t)
+	dsn := pgtest.DSN(t)
+	db := openOn(t, dsn)
 	key := testPhones(t)
 	mustOK(t, db.UsePhones(ctx, key))
 	f := newFixture(t, db)
@@ -57,5 +59,22 @@ func TestUsePhonesSealsOldRows(t *testing.T) {
 	}
 	if _, err := db.MemberByPhone(ctx, "+33600000078"); ledger.ErrorCode(err) != ledger.CodeMemberNotFound {
 		t.Errorf("an unknown phone: %v", err)
+	}
+
+	// A tool that opens the database without the key (pointd expire)
+	// still moves points: the write path leaves out what it cannot open.
+	keyless := openOn(t, dsn)
+	mustOK(t, keyless.Write(ctx, func(tx ledger.BatchTx) error {
+		if err := tx.(ledger.Prefetcher).Prefetch(ctx, ledger.Prefetch{MemberIDs: []string{f.alice.ID}}); err != nil {
+			return err
+		}
+		ms, err := tx.Members(ctx, []string{f.alice.ID, f.bob.ID})
+		if err == nil && (len(ms) != 2 || ms[f.alice.ID].Phone != "" || ms[f.bob.ID].CardNumber != f.bob.CardNumber) {
+			t.Errorf("members without the key: %+v", ms)
+		}
+		return err
+	}))
+	if _, err := keyless.Member(ctx, f.alice.ID); err == nil {
+		t.Error("a read without the key opened a sealed phone")
 	}
 }

@@ -173,7 +173,7 @@ func (b *batchTx) queryMembers(ctx context.Context, ids []string) (map[string]le
 	if len(ids) == 0 {
 		return out, nil
 	}
-	members, err := list(ctx, b.tx, b.db.scanMember, `SELECT `+memberCols+` FROM members m WHERE m.id = ANY($1)`, ids)
+	members, err := list(ctx, b.tx, b.db.scanMemberForWrite, `SELECT `+memberCols+` FROM members m WHERE m.id = ANY($1)`, ids)
 	if err != nil {
 		return nil, err
 	}

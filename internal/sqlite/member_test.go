@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"path/filepath"
 	"testing"
 
 	"github.com/pointd/pointd/internal/ledger"
@@ -67,5 +68,21 @@ func TestUsePhonesSealsOldRows(t *testing.T) {
 	}
 	if _, err := db.MemberByPhone(ctx, "+33600000078"); ledger.ErrorCode(err) != ledger.CodeMemberNotFound {
 		t.Errorf("an unknown phone: %v", err)
+	}
+
+	// A tool that opens the database without the key (pointd expire)
+	// still moves points: the write path leaves out what it cannot open.
+	keyless, err := Open(ctx, filepath.Dir(db.Path()))
+	mustOK(t, err)
+	defer keyless.Close()
+	mustOK(t, keyless.Write(ctx, func(tx ledger.BatchTx) error {
+		ms, err := tx.Members(ctx, []string{alice.ID, bob.ID})
+		if err == nil && (len(ms) != 2 || ms[alice.ID].Phone != "" || ms[bob.ID].CardNumber != bob.CardNumber) {
+			t.Errorf("members without the key: %+v", ms)
+		}
+		return err
+	}))
+	if _, err := keyless.Member(ctx, alice.ID); err == nil {
+		t.Error("a read without the key opened a sealed phone")
 	}
 }
