@@ -667,3 +667,25 @@ func TestClientIP(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionModeMismatchCounted: a session token of the other mode is
+// counted and labelled like a key of the other mode, so the dashboard that
+// shows a dev SDK in production shows a dev app's sessions too.
+func TestSessionModeMismatchCounted(t *testing.T) {
+	h, _ := metricsServer(t, false, nil, ledger.WriterConfig{})
+	m := &memberSide{harness: h, clock: &clock{t: time.Now().UTC()}, inbox: newInbox()}
+	ms := h.store.(member.Store)
+	m.svc = member.NewService(member.Config{Mode: auth.ModeLive, Sender: m.inbox, Now: m.clock.Now, IPRequests: 1000}, ms, h.store)
+	h.api.UseMembers(m.svc, ms)
+	w := h.newWorld()
+	s := m.login(w.member.Phone)
+	foreign := "pd_ses_test_" + strings.TrimPrefix(s.Token, "pd_ses_live_")
+	for range 2 {
+		problem(t, h.get("/v1/me", foreign), http.StatusUnauthorized, codeKeyModeMismatch, "-")
+	}
+	want[member.Profile](t, h.get("/v1/me", s.Token), http.StatusOK)
+	mfs := h.scrapeMetrics("")
+	wantMetric(t, mfs, "pointd_key_mode_mismatch_total", map[string]string{"key_mode": "test"}, 2)
+	wantMetric(t, mfs, "pointd_http_requests_total", map[string]string{"route": "GET /v1/me", "status": "401", "key_mode": "test"}, 2)
+	wantMetric(t, mfs, "pointd_http_requests_total", map[string]string{"route": "GET /v1/me", "status": "200", "key_mode": "live"}, 1)
+}
