@@ -12,7 +12,9 @@ import (
 
 	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/ledger"
+	"github.com/pointd/pointd/internal/member"
 	"github.com/pointd/pointd/internal/postgres"
+	"github.com/pointd/pointd/internal/privacy"
 	"github.com/pointd/pointd/internal/sqlite"
 )
 
@@ -64,15 +66,44 @@ func parse(fs *flag.FlagSet, args []string) error {
 
 // dbFlags are the flags that choose the database.
 type dbFlags struct {
-	data  string
-	db    string
-	conns int
+	data    string
+	db      string
+	conns   int
+	dataKey string          // --data-key: base64 of 32 bytes
+	phones  *privacy.Phones // set by open when a data key is known
 }
 
 func (d *dbFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&d.data, "data", "pointd-data", "folder of the embedded SQLite database (used unless --db is set)")
 	fs.StringVar(&d.db, "db", "", "PostgreSQL URL, e.g. postgres://user@host:5432/db; empty: SQLite in --data")
 	fs.IntVar(&d.conns, "db-conns", 8, "PostgreSQL connections (fixed, whatever the load)")
+	fs.StringVar(&d.dataKey, "data-key", "", "key that seals members' phone numbers at rest: base64 of 32 bytes (openssl rand -base64 32); "+
+		"empty: on SQLite, --data/"+privacy.KeyFileName+" (made on first start); on PostgreSQL, required by serve")
+}
+
+// dataKeyPhones resolves the data key: the flag, else on SQLite the key
+// file in the data folder (made on first start). On PostgreSQL without the
+// flag it returns nil: several instances must share one key, so none can be
+// made up here.
+func (d *dbFlags) dataKeyPhones() (*privacy.Phones, error) {
+	var key []byte
+	switch {
+	case d.dataKey != "":
+		k, err := privacy.ParseKey(d.dataKey)
+		if err != nil {
+			return nil, fmt.Errorf("--data-key: %w", err)
+		}
+		key = k
+	case d.db == "":
+		k, _, err := privacy.LoadOrCreateKeyFile(d.data)
+		if err != nil {
+			return nil, fmt.Errorf("data key file in %s: %w", d.data, err)
+		}
+		key = k
+	default:
+		return nil, nil
+	}
+	return privacy.New(key)
 }
 
 func (d *dbFlags) validate() error {
@@ -97,8 +128,11 @@ func (d *dbFlags) describe() string {
 type database interface {
 	ledger.Store
 	auth.KeyStore
+	member.Store
 	Migrate(ctx context.Context) ([]string, error)
 	PendingMigrations(ctx context.Context) ([]string, error)
+	// UsePhones sets the data key for phone numbers (internal/privacy).
+	UsePhones(ctx context.Context, p *privacy.Phones) error
 }
 
 // poolStats reads the connection figures of either store.
@@ -120,9 +154,26 @@ func (d *dbFlags) open(ctx context.Context, migrate bool) (database, error) {
 	if err := d.validate(); err != nil {
 		return nil, err
 	}
+	phones, err := d.dataKeyPhones()
+	if err != nil {
+		return nil, err
+	}
 	db, err := d.connect(ctx, migrate)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", d.describe(), err)
+	}
+	// With the key, seal what an older schema left in clear; without every
+	// migration applied (pointd migrate --check) the columns may not exist.
+	if phones != nil {
+		pending, err := db.PendingMigrations(ctx)
+		if err == nil && len(pending) == 0 {
+			err = db.UsePhones(ctx, phones)
+		}
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("data key: %w", err)
+		}
+		d.phones = phones
 	}
 	return db, nil
 }

@@ -49,7 +49,7 @@ func TestCrashSQLite(t *testing.T) {
 // (it does not skip) when the server cannot be reached.
 func TestCrashPostgreSQL(t *testing.T) {
 	bin := buildPointd(t)
-	crashTest(t, bin, []string{"--db", pgtest.DSN(t)})
+	crashTest(t, bin, []string{"--db", pgtest.DSN(t), "--data-key", testDataKey})
 }
 
 func crashTest(t *testing.T, bin string, dbArgs []string) {

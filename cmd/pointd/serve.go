@@ -15,6 +15,7 @@ import (
 	"github.com/pointd/pointd/internal/api"
 	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/ledger"
+	"github.com/pointd/pointd/internal/member"
 	"github.com/pointd/pointd/internal/metrics"
 	"github.com/pointd/pointd/internal/ops"
 )
@@ -40,6 +41,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// Operators (issue 3).
 	keyCacheTTL := fs.Duration("key-cache-ttl", 10*time.Second,
 		"how long an instance trusts a checked API key: the bound within which a revocation or suspension made on another instance takes effect here (1s to 5m)")
+	var mf memberFlags // members' logins (issue 3, member side)
+	mf.register(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -55,6 +58,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *reqTimeout < 100*time.Millisecond || *expiryEvery < time.Second {
 		return fmt.Errorf("--request-timeout must be at least 100ms and --expiry-interval at least 1s")
+	}
+	if err := mf.validate(); err != nil {
+		return err
+	}
+	if d.db != "" && d.dataKey == "" {
+		return fmt.Errorf("--data-key (or POINTD_DATA_KEY) is required with PostgreSQL: every instance must seal and find phone numbers with the same key; make one with: openssl rand -base64 32")
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -100,6 +109,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	srv := api.New(api.Config{Mode: m, RequestTimeout: *reqTimeout, LogRequests: *logRequests, DBStats: stats,
 		Metrics: mt, MetricsAuth: *metricsAuth, KeyCacheTTL: *keyCacheTTL}, db, db, w, log, ready)
+	srv.UseMembers(member.NewService(mf.config(m, d.phones, log), db, db), db)
+	if mf.webhook == "" {
+		log.Warn("member login codes are written to this log (no --otp-webhook): fine for trying pointd, not for real members")
+	}
 	var af alert.File
 	if *alertsFile != "" {
 		if af, err = alert.LoadFile(*alertsFile); err != nil {

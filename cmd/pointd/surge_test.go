@@ -72,7 +72,7 @@ func TestSurgeServerKillSQLite(t *testing.T) {
 
 // TestSurgeServerKillPostgreSQL fails (does not skip) without PostgreSQL.
 func TestSurgeServerKillPostgreSQL(t *testing.T) {
-	surgeClean(t, "--db "+pgtest.DSN(t))
+	surgeClean(t, "--db "+pgtest.DSN(t)+" --data-key "+testDataKey)
 }
 
 func TestSurgeCatchesDroppedWrites(t *testing.T) {

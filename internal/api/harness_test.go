@@ -83,6 +83,8 @@ type harness struct {
 	store  testStore
 	writer *ledger.Writer
 	srv    *httptest.Server
+	api    *Server       // the server behind srv, to reconfigure (UseMembers)
+	dsn    string        // the PostgreSQL schema's DSN; "" on SQLite
 	admin  string        // the admin key's secret
 	seq    *atomic.Int64 // numbers fresh receipts and idempotency keys
 }
@@ -105,6 +107,7 @@ func newHarness(t *testing.T, opts ...option) *harness {
 	}
 	ctx := context.Background()
 	var store testStore
+	var dsn string
 	switch cfg.backend {
 	case onSQLite:
 		db, err := sqlite.Open(ctx, t.TempDir())
@@ -113,7 +116,7 @@ func newHarness(t *testing.T, opts ...option) *harness {
 		}
 		store = db
 	case onPostgres:
-		dsn := pgtest.DSN(t) // fails the test, never skips it, without a database
+		dsn = pgtest.DSN(t) // fails the test, never skips it, without a database
 		db, err := postgres.Open(ctx, dsn, 4)
 		if err != nil {
 			t.Fatalf("open PostgreSQL: %v", err)
@@ -122,7 +125,7 @@ func newHarness(t *testing.T, opts ...option) *harness {
 	default:
 		t.Fatalf("unknown backend %q", cfg.backend)
 	}
-	h := &harness{t: t, ctx: ctx, cfg: cfg, store: store, seq: new(atomic.Int64)}
+	h := &harness{t: t, ctx: ctx, cfg: cfg, store: store, seq: new(atomic.Int64), dsn: dsn}
 	t.Cleanup(func() {
 		if err := store.Close(); err != nil {
 			t.Errorf("close store: %v", err)
@@ -145,6 +148,7 @@ func newHarness(t *testing.T, opts ...option) *harness {
 		keys = cfg.keys(store)
 	}
 	s := New(Config{Mode: cfg.mode}, store, keys, h.writer, log, nil)
+	h.api = s
 	h.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(h.srv.Close)
 	return h

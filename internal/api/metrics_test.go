@@ -47,6 +47,7 @@ func metricsServer(t *testing.T, metricsAuth bool, tune func(*Config), wcfg ledg
 		tune(&cfg)
 	}
 	s := New(cfg, h.store, h.store, h.writer, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	h.api = s
 	h.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(h.srv.Close)
 	return h, m

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/ledger"
+	"github.com/pointd/pointd/internal/member"
 	"github.com/pointd/pointd/internal/metrics"
 )
 
@@ -115,7 +116,10 @@ func presentedKeyMode(r *http.Request) string {
 	_, secret, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	mode, ok := auth.ParseMode(strings.TrimSpace(secret))
 	if !ok {
-		return metrics.KeyModeNone
+		// A member's session token carries a mode too.
+		if mode, ok = member.ParseSessionMode(strings.TrimSpace(secret)); !ok {
+			return metrics.KeyModeNone
+		}
 	}
 	return string(mode)
 }
@@ -193,7 +197,14 @@ func (s *Server) authenticate(roles ...auth.Role) func(http.Handler) http.Handle
 			scheme, secret, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 			secret = strings.TrimSpace(secret)
 			if !strings.EqualFold(scheme, "Bearer") || secret == "" {
-				writeProblem(w, r, &ledger.Error{Code: codeUnauthorized, Message: "send an API key as 'Authorization: Bearer pd_…'"})
+				writeProblem(w, r, &ledger.Error{Code: codeUnauthorized, Message: "send an API key or a member session token as 'Authorization: Bearer pd_…'"})
+				return
+			}
+			if smode, ok := member.ParseSessionMode(secret); ok {
+				k, ok := s.authenticateSession(w, r, secret, smode, roles)
+				if ok {
+					next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyCaller, k)))
+				}
 				return
 			}
 			mode, ok := auth.ParseMode(secret)

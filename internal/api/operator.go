@@ -15,6 +15,7 @@ import (
 	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/backoffice"
 	"github.com/pointd/pointd/internal/ledger"
+	"github.com/pointd/pointd/internal/privacy"
 )
 
 // The operators' back office (issue 3): update, list and suspend merchants,
@@ -414,6 +415,9 @@ func (s *Server) memberStatus(w http.ResponseWriter, r *http.Request, status, ac
 		if m.Status == status {
 			return nil, nil
 		}
+		if m.Status == ledger.StatusWithdrawn {
+			return nil, ledger.Errorf(ledger.CodeConflict, "this member has withdrawn: a withdrawal is final")
+		}
 		e := auditEntry(r, action, backoffice.TargetMember, m.ID)
 		e.Before = backoffice.MemberFields(*m, false)
 		m.Status = status
@@ -453,7 +457,7 @@ func (s *Server) searchMembers(w http.ResponseWriter, r *http.Request, name stri
 		return
 	}
 	for i := range ms {
-		ms[i].Phone = backoffice.MaskPhone(ms[i].Phone)
+		ms[i].Phone = privacy.Mask(ms[i].Phone)
 	}
 	writeJSON(w, http.StatusOK, idPage(ms, limit, func(m ledger.Member) string { return m.ID }))
 }

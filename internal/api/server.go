@@ -17,6 +17,7 @@ import (
 	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/backoffice"
 	"github.com/pointd/pointd/internal/ledger"
+	"github.com/pointd/pointd/internal/member"
 	"github.com/pointd/pointd/internal/metrics"
 )
 
@@ -61,6 +62,11 @@ type Server struct {
 	// operator endpoints into 500s.
 	office backoffice.Store
 	usage  *keyUsage
+
+	// The member side (me.go): logins, sessions, /v1/me.
+	members     *member.Service // nil: member logins answer 503
+	memberStore member.Store
+	sessions    *sessionCache
 }
 
 // New builds a Server. ready, when set, backs /readyz.
@@ -78,9 +84,16 @@ func New(cfg Config, store ledger.Store, keys auth.KeyStore, writer *ledger.Writ
 		log = slog.Default()
 	}
 	office, _ := store.(backoffice.Store)
-	return &Server{cfg: cfg, store: store, keyStore: keys, writer: writer, log: log,
+	s := &Server{cfg: cfg, store: store, keyStore: keys, writer: writer, log: log,
 		keys: &keyCache{ttl: cfg.KeyCacheTTL, m: map[string]cachedKey{}}, ready: ready, metrics: cfg.Metrics,
-		office: office, usage: newKeyUsage(keyUsageFlushEvery)}
+		office: office, usage: newKeyUsage(keyUsageFlushEvery),
+		sessions: &sessionCache{ttl: cfg.KeyCacheTTL, m: map[string]cachedSession{}}}
+	// Both stores are member stores too; the defaults (codes written to
+	// the log) stand until UseMembers configures the service.
+	if ms, ok := store.(member.Store); ok {
+		s.members, s.memberStore = member.NewService(member.Config{Mode: cfg.Mode, Log: log}, ms, store), ms
+	}
+	return s
 }
 
 // Handler is the whole API with its middleware.
@@ -139,6 +152,19 @@ func (s *Server) Handler() http.Handler {
 	handle("POST /v1/keys/{id}/revoke", admin, s.revokeKey)
 	handle("POST /v1/keys/{id}/rotate", admin, s.rotateKey)
 	handle("GET /v1/audit-log", office, s.auditLog)
+
+	// Members' own API (issue 3, member side; me.go): logging in needs no
+	// key (a key inside a phone app is no secret), /v1/me* take only a
+	// member's session and always mean that session's member.
+	self := s.authenticate(auth.RoleMember)
+	handle("POST /v1/auth/otp", s.appOptional, s.requestOTP)
+	handle("POST /v1/auth/sessions", s.appOptional, s.createSession)
+	handle("DELETE /v1/auth/sessions/current", self, s.deleteSession)
+	handle("GET /v1/me", self, s.getMe)
+	handle("PATCH /v1/me", self, s.patchMe)
+	handle("DELETE /v1/me", self, s.deleteMe)
+	handle("GET /v1/me/balance", self, s.getMyBalance)
+	handle("GET /v1/me/transactions", self, s.listMyTransactions)
 
 	// Operations: outside /v1, not part of the API's contract.
 	if s.metrics != nil {

@@ -2,11 +2,11 @@ package backoffice
 
 import (
 	"encoding/json"
-	"strings"
 	"time"
 
 	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/ledger"
+	"github.com/pointd/pointd/internal/privacy"
 )
 
 // The audit log keeps, of each target, only the fields an operator changes
@@ -34,14 +34,14 @@ func StoreFields(s ledger.Shop) json.RawMessage {
 }
 
 // MemberFields is what the audit log keeps of a member: its status, and the
-// phone masked when withPhone (a creation).
+// phone masked (privacy.Mask) when withPhone (a creation).
 func MemberFields(m ledger.Member, withPhone bool) json.RawMessage {
 	v := struct {
 		Phone  string `json:"phone,omitempty"`
 		Status string `json:"status"`
 	}{Status: m.Status}
 	if withPhone {
-		v.Phone = MaskPhone(m.Phone)
+		v.Phone = privacy.Mask(m.Phone)
 	}
 	return mustJSON(v)
 }
@@ -64,23 +64,6 @@ func AdjustmentFields(points int64) json.RawMessage {
 	return mustJSON(struct {
 		Points int64 `json:"points"`
 	}{points})
-}
-
-// MaskPhone keeps a phone number's leading + and country-code-sized head
-// (3 characters) and its last 2 digits, so that an operator can tell two
-// numbers apart in a list without the log holding the number: "+8210*****78".
-func MaskPhone(p string) string {
-	if p == "" {
-		return ""
-	}
-	head := 3
-	if strings.HasPrefix(p, "+") {
-		head = 4
-	}
-	if len(p) <= head+2 {
-		return strings.Repeat("*", len(p))
-	}
-	return p[:head] + strings.Repeat("*", len(p)-head-2) + p[len(p)-2:]
 }
 
 func timePtr(t time.Time) *time.Time {

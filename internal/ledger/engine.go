@@ -317,6 +317,12 @@ func (b *batch) member(id string, trading bool) (Member, *Account, error) {
 	if trading && m.Status == StatusSuspended {
 		return Member{}, nil, Errorf(CodeMemberSuspended, "member %s is suspended", id)
 	}
+	// A withdrawn member's points are frozen: no earn, redeem, hold or
+	// adjustment reaches them (cancellations, captures and voids of what was
+	// under way, and expiry, still do). To a caller the member is gone.
+	if m.Status == StatusWithdrawn {
+		return Member{}, nil, Errorf(CodeMemberNotFound, "member %s has withdrawn", id)
+	}
 	a, ok := b.accounts[m.AccountID]
 	if !ok {
 		return Member{}, nil, fmt.Errorf("account %d of member %s not loaded", m.AccountID, id)

@@ -154,6 +154,9 @@ type StoreInfo struct {
 const (
 	StatusActive    = "active"
 	StatusSuspended = "suspended"
+	// StatusWithdrawn is a member who left: personal data erased, no new
+	// operations, and final (an operator cannot reactivate it).
+	StatusWithdrawn = "withdrawn"
 )
 
 // Member collects and spends points.

@@ -79,12 +79,21 @@ func (db *DB) UpdateStore(ctx context.Context, id string, change backoffice.Chan
 
 // UpdateMemberStatus changes a member's status with its audit entry.
 func (db *DB) UpdateMemberStatus(ctx context.Context, id string, change backoffice.Change[ledger.Member]) (ledger.Member, error) {
-	return update(ctx, db, ledger.Errorf(ledger.CodeMemberNotFound, "no member with id %q", id), scanMember,
+	return update(ctx, db, ledger.Errorf(ledger.CodeMemberNotFound, "no member with id %q", id), db.scanOpenMember,
 		`SELECT `+memberCols+` FROM members m WHERE m.id = $1`, id, change,
 		func(tx pgx.Tx, m ledger.Member) error {
 			_, err := tx.Exec(ctx, `UPDATE members SET status = $1 WHERE id = $2`, m.Status, id)
 			return err
 		})
+}
+
+// scanOpenMember scans a member and opens its sealed phone.
+func (db *DB) scanOpenMember(row pgx.Row) (ledger.Member, error) {
+	m, err := scanMember(row)
+	if err != nil {
+		return m, err
+	}
+	return m, db.openPhone(&m)
 }
 
 // pgLimit is a LIMIT for PostgreSQL, where NULL means none.
@@ -110,7 +119,7 @@ func (db *DB) ListStores(ctx context.Context, merchantID, after string, limit in
 // SearchMembers lists by id the members whose name contains name, ignoring
 // case (ILIKE folds every letter, not only ASCII).
 func (db *DB) SearchMembers(ctx context.Context, name, after string, limit int) ([]ledger.Member, error) {
-	out, err := list(ctx, db.pool, scanMember,
+	out, err := list(ctx, db.pool, db.scanOpenMember,
 		`SELECT `+memberCols+` FROM members m WHERE m.name ILIKE $1 AND m.id > $2 ORDER BY m.id LIMIT $3`,
 		"%"+escapeLike(name)+"%", after, pgLimit(limit))
 	return out, wrap(err)

@@ -61,20 +61,21 @@ func (db *DB) CreateStore(ctx context.Context, s ledger.Shop) error {
 // CreateMember stores m with its account and fills in the account's id. An
 // empty phone is stored as NULL: any number of members may have none.
 func (db *DB) CreateMember(ctx context.Context, m *ledger.Member) error {
+	enc, hash := db.sealPhone(m.Phone)
 	err := db.pool.QueryRow(ctx, `
 		WITH a AS (
 			INSERT INTO accounts (kind, owner_id) VALUES ('member', $1) RETURNING id
 		)
-		INSERT INTO members (id, card_number, phone, name, status, account_id, created_at)
-		SELECT $1, $2, $3, $4, $5, a.id, $6 FROM a
+		INSERT INTO members (id, card_number, phone_enc, phone_hash, name, status, account_id, created_at)
+		SELECT $1, $2, $3, $4, $5, $6, a.id, $7 FROM a
 		RETURNING account_id`,
-		m.ID, m.CardNumber, nullText(m.Phone), m.Name, m.Status, ts(m.CreatedAt),
+		m.ID, m.CardNumber, enc, hash, m.Name, m.Status, ts(m.CreatedAt),
 	).Scan(&m.AccountID)
 	if code, constraint := pgCode(err); code == uniqueViolation {
 		switch constraint {
 		case "members_card_number_key":
 			return &ledger.Error{Code: ledger.CodeConflict, Field: "card_number", Message: "this card number is already registered to another member"}
-		case "members_phone_key":
+		case "members_phone_key", "members_phone_hash_key":
 			return &ledger.Error{Code: ledger.CodeConflict, Field: "phone", Message: "this phone number is already registered to another member"}
 		default: // members_pkey, or the account of a member with this id
 			return &ledger.Error{Code: ledger.CodeConflict, Field: "id", Message: fmt.Sprintf("a member with id %q already exists", m.ID)}

@@ -30,6 +30,7 @@ import (
 
 	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/ledger"
+	"github.com/pointd/pointd/internal/privacy"
 )
 
 //go:embed migrations/*.sql
@@ -44,6 +45,8 @@ const DefaultMaxConns = 8
 type DB struct {
 	pool  *pgxpool.Pool // reads, directory writes, migrations
 	write *pgxpool.Pool // the writer's one connection
+
+	phones *privacy.Phones // set once by UsePhones before use; nil: privacy.ProcessPhones()
 }
 
 var (
@@ -241,9 +244,6 @@ func timeOf(t pgtype.Timestamptz) time.Time {
 	}
 	return t.Time.UTC()
 }
-
-// nullText stores an empty string as NULL (for columns unique when set).
-func nullText(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
 
 // pgCode returns the SQLSTATE of err and the constraint it names, if any.
 func pgCode(err error) (code, constraint string) {

@@ -99,7 +99,7 @@ func (b *batchTx) Prefetch(ctx context.Context, p ledger.Prefetch) error {
 	}
 	if len(p.MemberIDs) > 0 {
 		queue(func(br pgx.BatchResults) error {
-			return fill(br, scanMember, func(m ledger.Member) { pre.members[m.ID] = m })
+			return fill(br, b.db.scanMemberForWrite, func(m ledger.Member) { pre.members[m.ID] = m })
 		}, `SELECT `+memberCols+` FROM members m WHERE m.id = ANY($1)`, p.MemberIDs)
 	}
 	if len(p.StoreIDs) > 0 {

@@ -45,7 +45,9 @@ func scanStore(row pgx.Row) (ledger.StoreInfo, error) {
 	return s, err
 }
 
-const memberCols = `m.id, m.card_number, m.phone, m.name, m.status, m.account_id, m.created_at`
+// memberCols reads the sealed phone as hex into Member.Phone; DB.scanMember
+// opens it.
+const memberCols = `m.id, m.card_number, encode(m.phone_enc, 'hex'), m.name, m.status, m.account_id, m.created_at`
 
 func scanMember(row pgx.Row) (ledger.Member, error) {
 	var m ledger.Member
@@ -176,23 +178,25 @@ func (db *DB) StoreInfo(ctx context.Context, id string) (ledger.StoreInfo, error
 
 // Member returns the member with id.
 func (db *DB) Member(ctx context.Context, id string) (ledger.Member, error) {
-	return one(ctx, db.pool, ledger.Errorf(ledger.CodeMemberNotFound, "no member with id %q", id), scanMember,
+	return one(ctx, db.pool, ledger.Errorf(ledger.CodeMemberNotFound, "no member with id %q", id), db.scanMember,
 		`SELECT `+memberCols+` FROM members m WHERE m.id = $1`, id)
 }
 
-// MemberByCard returns the member holding card number cardNumber.
+// MemberByCard returns the member holding card number cardNumber. A
+// withdrawn member's card is disabled: it finds no one.
 func (db *DB) MemberByCard(ctx context.Context, cardNumber string) (ledger.Member, error) {
-	return one(ctx, db.pool, ledger.Errorf(ledger.CodeMemberNotFound, "no member with card number %q", cardNumber), scanMember,
-		`SELECT `+memberCols+` FROM members m WHERE m.card_number = $1`, cardNumber)
+	return one(ctx, db.pool, ledger.Errorf(ledger.CodeMemberNotFound, "no member with card number %q", cardNumber), db.scanMember,
+		`SELECT `+memberCols+` FROM members m WHERE m.card_number = $1 AND m.status <> 'withdrawn'`, cardNumber)
 }
 
-// MemberByPhone returns the member with phone number phone.
+// MemberByPhone returns the member with phone number phone, found through
+// its keyed hash (the number itself is stored sealed).
 func (db *DB) MemberByPhone(ctx context.Context, phone string) (ledger.Member, error) {
 	if phone == "" {
 		return ledger.Member{}, ledger.Errorf(ledger.CodeMemberNotFound, "no member with an empty phone number")
 	}
-	return one(ctx, db.pool, ledger.Errorf(ledger.CodeMemberNotFound, "no member with this phone number"), scanMember,
-		`SELECT `+memberCols+` FROM members m WHERE m.phone = $1`, phone)
+	return one(ctx, db.pool, ledger.Errorf(ledger.CodeMemberNotFound, "no member with this phone number"), db.scanMember,
+		`SELECT `+memberCols+` FROM members m WHERE m.phone_hash = $1`, db.phoneKey().Index(phone))
 }
 
 // Balance returns what the member with memberID has.

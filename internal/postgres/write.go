@@ -45,7 +45,7 @@ func (db *DB) writeOnce(ctx context.Context, fn func(ledger.BatchTx) error) erro
 		return fmt.Errorf("begin write: %w", err)
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // a no-op after Commit
-	if err := fn(&batchTx{tx: tx}); err != nil {
+	if err := fn(&batchTx{tx: tx, db: db}); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -86,6 +86,7 @@ func retryable(err error) bool {
 // changed them behind its locks.
 type batchTx struct {
 	tx       pgx.Tx
+	db       *DB
 	headSeq  int64
 	headHash []byte
 	headRead bool
@@ -172,7 +173,7 @@ func (b *batchTx) queryMembers(ctx context.Context, ids []string) (map[string]le
 	if len(ids) == 0 {
 		return out, nil
 	}
-	members, err := list(ctx, b.tx, scanMember, `SELECT `+memberCols+` FROM members m WHERE m.id = ANY($1)`, ids)
+	members, err := list(ctx, b.tx, b.db.scanMemberForWrite, `SELECT `+memberCols+` FROM members m WHERE m.id = ANY($1)`, ids)
 	if err != nil {
 		return nil, err
 	}

@@ -79,7 +79,10 @@ func (db *DB) UpdateMemberStatus(ctx context.Context, id string, change backoffi
 	var m ledger.Member
 	err := update(ctx, db, &m, func(tx *sql.Tx) error {
 		err := scanMember(tx.QueryRowContext(ctx, `SELECT `+memberCols+` FROM members m WHERE m.id = ?`, id), &m)
-		return notFound(err, ledger.CodeMemberNotFound, "no member with id %q", id)
+		if err := notFound(err, ledger.CodeMemberNotFound, "no member with id %q", id); err != nil {
+			return err
+		}
+		return db.openPhone(&m)
 	}, change, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE members SET status = ? WHERE id = ?`, m.Status, id)
 		return err
@@ -133,7 +136,10 @@ func (db *DB) SearchMembers(ctx context.Context, name, after string, limit int) 
 	}
 	return collectRows(rows, func(s scanner) (ledger.Member, error) {
 		var m ledger.Member
-		return m, scanMember(s, &m)
+		if err := scanMember(s, &m); err != nil {
+			return m, err
+		}
+		return m, db.openPhone(&m)
 	})
 }
 

@@ -258,6 +258,7 @@ func (b *batchTx) Members(ctx context.Context, ids []string) (map[string]ledger.
 		if err := scanMember(rows, &m); err != nil {
 			return nil, fmt.Errorf("sqlite: %w", err)
 		}
+		b.db.openPhoneIfAble(&m)
 		out[m.ID] = m
 	}
 	return out, rows.Err()

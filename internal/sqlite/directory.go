@@ -67,10 +67,11 @@ func (db *DB) CreateMember(ctx context.Context, m *ledger.Member) error {
 		if acct, err = newAccount(ctx, tx, "member", m.ID); err != nil {
 			return err
 		}
+		enc, hash := db.sealPhone(m.Phone)
 		_, err = tx.ExecContext(ctx, `
-			INSERT INTO members (id, card_number, phone, name, status, account_id, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			m.ID, m.CardNumber, textArg(m.Phone), m.Name, m.Status, acct, timeArg(m.CreatedAt))
+			INSERT INTO members (id, card_number, phone_enc, phone_hash, name, status, account_id, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			m.ID, m.CardNumber, enc, hash, m.Name, m.Status, acct, timeArg(m.CreatedAt))
 		return err
 	})
 	if err != nil {
@@ -147,7 +148,7 @@ func conflict(err error, what, id string) error {
 	switch cols {
 	case "members.card_number":
 		return &ledger.Error{Code: ledger.CodeConflict, Field: "card_number", Message: "this card number belongs to another member"}
-	case "members.phone":
+	case "members.phone", "members.phone_hash":
 		return &ledger.Error{Code: ledger.CodeConflict, Field: "phone", Message: "this phone number belongs to another member"}
 	case "api_keys.hash":
 		return &ledger.Error{Code: ledger.CodeConflict, Field: "hash", Message: "an API key with this hash already exists"}

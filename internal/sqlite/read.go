@@ -40,17 +40,31 @@ func (db *DB) Member(ctx context.Context, id string) (ledger.Member, error) {
 	return db.member(ctx, `m.id = ?`, id, "no member with id %q")
 }
 
-// MemberByCard returns the member with the card number.
+// MemberByCard returns the member with the card number. A withdrawn
+// member's card is disabled: it finds no one.
 func (db *DB) MemberByCard(ctx context.Context, cardNumber string) (ledger.Member, error) {
-	return db.member(ctx, `m.card_number = ?`, cardNumber, "no member with card number %q")
+	return db.member(ctx, `m.card_number = ? AND m.status <> 'withdrawn'`, cardNumber, "no member with card number %q")
 }
 
-// MemberByPhone returns the member with the phone number.
+// MemberByPhone returns the member with the phone number, found through its
+// keyed hash (the number itself is stored sealed).
 func (db *DB) MemberByPhone(ctx context.Context, phone string) (ledger.Member, error) {
 	if phone == "" { // no phone is no one's phone
 		return ledger.Member{}, ledger.Errorf(ledger.CodeMemberNotFound, "no member with this phone number")
 	}
-	return db.member(ctx, `m.phone = ?`, phone, "no member with phone %q")
+	var m ledger.Member
+	row, err := db.queryRow(ctx, `SELECT `+memberCols+` FROM members m WHERE m.phone_hash = ?`, db.phoneKey().Index(phone))
+	if err == nil {
+		err = scanMember(row, &m)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		// The message must not carry the number: messages end up in logs.
+		return m, ledger.Errorf(ledger.CodeMemberNotFound, "no member with this phone number")
+	}
+	if err != nil {
+		return m, fmt.Errorf("sqlite: %w", err)
+	}
+	return m, db.openPhone(&m)
 }
 
 func (db *DB) member(ctx context.Context, where, arg, msg string) (ledger.Member, error) {
@@ -59,7 +73,10 @@ func (db *DB) member(ctx context.Context, where, arg, msg string) (ledger.Member
 	if err == nil {
 		err = scanMember(row, &m)
 	}
-	return m, notFound(err, ledger.CodeMemberNotFound, msg, arg)
+	if err := notFound(err, ledger.CodeMemberNotFound, msg, arg); err != nil {
+		return m, err
+	}
+	return m, db.openPhone(&m)
 }
 
 // Balance returns what the member has.

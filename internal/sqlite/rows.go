@@ -39,7 +39,9 @@ func scanStoreInfo(s scanner, si *ledger.StoreInfo) error {
 	return err
 }
 
-const memberCols = `m.id, m.card_number, m.phone, m.name, m.status, m.account_id, m.created_at`
+// memberCols reads the sealed phone as hex into Member.Phone: every
+// caller of scanMember opens it then (DB.openPhone).
+const memberCols = `m.id, m.card_number, hex(m.phone_enc), m.name, m.status, m.account_id, m.created_at`
 
 func scanMember(s scanner, m *ledger.Member) error {
 	var phone sql.NullString

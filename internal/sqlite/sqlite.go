@@ -35,6 +35,7 @@ import (
 
 	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/ledger"
+	"github.com/pointd/pointd/internal/privacy"
 )
 
 // FileName is the database file Open creates in its directory.
@@ -69,6 +70,8 @@ type DB struct {
 	wstmts map[string]*sql.Stmt // the write path (batch.go)
 	rmu    sync.Mutex
 	rstmts map[string]*sql.Stmt // reads
+
+	phones *privacy.Phones // set once by UsePhones before use; nil: privacy.ProcessPhones()
 }
 
 // Open opens the database in dir (creating dir and the file when needed) and
@@ -308,15 +311,6 @@ func timeOf(v sql.NullInt64) time.Time {
 		return time.Time{}
 	}
 	return time.UnixMicro(v.Int64).UTC()
-}
-
-// textArg stores "" as NULL, for columns where absence must not collide
-// with itself under a UNIQUE constraint (a member's phone).
-func textArg(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
 }
 
 // uniqueViolation reports the columns of a violated UNIQUE or PRIMARY KEY

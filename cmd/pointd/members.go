@@ -1,0 +1,77 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/pointd/pointd/internal/auth"
+	"github.com/pointd/pointd/internal/member"
+	"github.com/pointd/pointd/internal/privacy"
+)
+
+// memberFlags configure members' logins: how codes are sent, how long codes
+// and sessions live, and how often a phone or an address may ask.
+type memberFlags struct {
+	webhook       string
+	webhookSecret string
+	webhookTO     time.Duration
+	codeTTL       time.Duration
+	maxAttempts   int
+	sessionTTL    time.Duration
+	phoneCodes    int
+	ipRequests    int
+}
+
+func (f *memberFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.webhook, "otp-webhook", "", "URL that login codes are POSTed to as JSON (an SMS gateway); empty: codes are written to the log")
+	fs.StringVar(&f.webhookSecret, "otp-webhook-secret", "", "secret that signs each webhook request (X-Pointd-Signature, HMAC-SHA256); required with --otp-webhook")
+	fs.DurationVar(&f.webhookTO, "otp-webhook-timeout", 5*time.Second, "how long the webhook may take per code")
+	fs.DurationVar(&f.codeTTL, "otp-ttl", 5*time.Minute, "how long a login code works")
+	fs.IntVar(&f.maxAttempts, "otp-max-attempts", 5, "tries (the right one included) after which a login code stops working")
+	fs.DurationVar(&f.sessionTTL, "session-ttl", 30*24*time.Hour, "how long a member's session works")
+	fs.IntVar(&f.phoneCodes, "otp-phone-limit", 5, "login codes one phone number may be sent per hour (counted in the database: all instances together)")
+	fs.IntVar(&f.ipRequests, "otp-ip-limit", 20, "code requests, and as many login attempts, one client address may make per 10 minutes (per instance)")
+}
+
+func (f *memberFlags) validate() error {
+	if f.webhook != "" {
+		u, err := url.Parse(f.webhook)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("--otp-webhook must be an http(s) URL, got %q", f.webhook)
+		}
+		if len(f.webhookSecret) < 16 {
+			return fmt.Errorf("--otp-webhook-secret (or POINTD_OTP_WEBHOOK_SECRET) of at least 16 characters is required with --otp-webhook")
+		}
+	}
+	if f.webhookTO < 100*time.Millisecond || f.webhookTO > time.Minute {
+		return fmt.Errorf("--otp-webhook-timeout must be from 100ms to 1m, got %v", f.webhookTO)
+	}
+	if f.codeTTL < 30*time.Second || f.codeTTL > time.Hour {
+		return fmt.Errorf("--otp-ttl must be from 30s to 1h, got %v", f.codeTTL)
+	}
+	if f.maxAttempts < 1 || f.maxAttempts > 20 {
+		return fmt.Errorf("--otp-max-attempts must be from 1 to 20, got %d", f.maxAttempts)
+	}
+	if f.sessionTTL < time.Minute || f.sessionTTL > 366*24*time.Hour {
+		return fmt.Errorf("--session-ttl must be from 1m to 366 days, got %v", f.sessionTTL)
+	}
+	if f.phoneCodes < 1 || f.phoneCodes > 100 {
+		return fmt.Errorf("--otp-phone-limit must be from 1 to 100, got %d", f.phoneCodes)
+	}
+	if f.ipRequests < 1 || f.ipRequests > 100_000 {
+		return fmt.Errorf("--otp-ip-limit must be from 1 to 100000, got %d", f.ipRequests)
+	}
+	return nil
+}
+
+func (f *memberFlags) config(mode auth.Mode, phones *privacy.Phones, log *slog.Logger) member.Config {
+	cfg := member.Config{Mode: mode, Phones: phones, Log: log, CodeTTL: f.codeTTL, MaxAttempts: f.maxAttempts,
+		SessionTTL: f.sessionTTL, PhoneCodes: f.phoneCodes, IPRequests: f.ipRequests}
+	if f.webhook != "" {
+		cfg.Sender = member.WebhookSender{URL: f.webhook, Secret: []byte(f.webhookSecret), Timeout: f.webhookTO}
+	}
+	return cfg
+}
