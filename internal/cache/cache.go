@@ -81,9 +81,9 @@ type Cache[V any] struct {
 	gen     uint64 // the last generation handed to a tombstone
 	evicted uint64 // counts evictions: a load that saw one stores nothing
 
-	flight  singleflight.Group
-	refresh singleflight.Group
-	loads   atomic.Int64 // how many times load ran, for tests and benchmarks
+	flight     singleflight.Group
+	refreshing map[string]bool // keys with a background refresh running
+	loads      atomic.Int64    // how many times load ran, for tests and benchmarks
 }
 
 type entry[V any] struct {
@@ -142,9 +142,9 @@ func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
 			c.hit()
 			return v, nil
 		case c.o.Shared == nil && now.Before(e.stale):
+			c.revalidateLocked(key)
 			c.mu.Unlock()
 			c.stale()
-			c.revalidate(key)
 			return v, nil
 		}
 	}
@@ -183,15 +183,26 @@ func (c *Cache[V]) fetch(ctx context.Context, key string) (V, error) {
 	}
 }
 
-// revalidate refreshes key in the background, once however many callers
-// see it stale.
-func (c *Cache[V]) revalidate(key string) {
+// revalidateLocked starts a background refresh of key unless one is
+// running: however many callers see a value stale, one load refreshes it.
+// c.mu is held.
+func (c *Cache[V]) revalidateLocked(key string) {
+	if c.refreshing[key] {
+		return
+	}
+	if c.refreshing == nil {
+		c.refreshing = map[string]bool{}
+	}
+	c.refreshing[key] = true
 	go func() {
-		_, _, _ = c.refresh.Do(key, func() (any, error) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			return c.fill(ctx, key, true)
-		})
+		defer func() {
+			c.mu.Lock()
+			delete(c.refreshing, key)
+			c.mu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = c.fill(ctx, key, true)
 	}()
 }
 
@@ -272,7 +283,11 @@ func (c *Cache[V]) fill(ctx context.Context, key string, background bool) (V, er
 }
 
 // revalidateShared refreshes a stale shared value in the background.
-func (c *Cache[V]) revalidateShared(key string) { c.revalidate(key) }
+func (c *Cache[V]) revalidateShared(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.revalidateLocked(key)
+}
 
 // storeLocal keeps v unless key was invalidated (or anything evicted) since
 // the load began: that load may have read the database before the write the
