@@ -58,11 +58,12 @@ type Writer struct {
 	closed bool
 	done   chan struct{}
 
-	perOp atomic.Int64 // EWMA of nanoseconds per operation, for admission
+	perOp   atomic.Int64 // EWMA of nanoseconds per operation, for admission
+	dropped atomic.Int64 // transactions seen by the planted bug of DropEvery
+
 	// onCommit is told which members a batch changed, after the commit and
 	// before any caller is answered (the read path's cache invalidation).
 	onCommit atomic.Pointer[func(ctx context.Context, memberIDs []string)]
-	dropped  atomic.Int64 // transactions seen by the planted bug of DropEvery
 }
 
 type request struct {
