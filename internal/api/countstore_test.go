@@ -14,7 +14,7 @@ import (
 // countingStore passes every call to a real store and counts it by method:
 // how the read path's tests prove which requests reach the database.
 type countingStore struct {
-	s  interface {
+	s interface {
 		testStore
 		notice.Store
 	}
