@@ -462,8 +462,14 @@ func TestBadgeRampSpreadsMembers(t *testing.T) {
 // The stampede of issue 4: 10,000 concurrent notice and badge reads right
 // after a publish cost at most one database query per cached item.
 func TestStampedeAfterPublish(t *testing.T) {
+	for _, b := range []backend{onSQLite, onPostgres} {
+		t.Run(string(b), func(t *testing.T) { stampede(t, b) })
+	}
+}
+
+func stampede(t *testing.T, b backend) {
 	cs := &countingStore{}
-	h := newHarness(t, withCounting(cs))
+	h := newHarness(t, withBackend(b), withCounting(cs))
 	w := h.newWorld()
 	app := h.appKey()
 	const members = 50

@@ -216,6 +216,14 @@ func (c *Cache[V]) fill(ctx context.Context, key string, background bool) (V, er
 	haveStale := false
 	if e, ok := c.m[key]; ok {
 		gen = e.gen
+		if !e.tomb && now.Before(e.fresh) && !background {
+			// Filled by a load that ended between this caller's look and
+			// its joining the flight: no second load.
+			v := e.v
+			c.mu.Unlock()
+			c.hit()
+			return v, nil
+		}
 		if !e.tomb && now.Before(e.stale) {
 			staleV, haveStale = e.v, true
 		}
