@@ -2,7 +2,6 @@ package cache
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -189,6 +188,3 @@ func (s *Shared) Ping(ctx context.Context) error {
 	}
 	return s.rdb.Ping(ctx).Err()
 }
-
-// ErrClosed reports a closed client (for callers that want to tell it apart).
-var ErrClosed = errors.New("cache: closed")
