@@ -87,7 +87,7 @@ func (s *Server) badgeOf(r *http.Request, memberID string, now time.Time) (badge
 	if err != nil {
 		return badgesResponse{}, err
 	}
-	if err := s.rp.board.Ensure(r.Context()); err != nil {
+	if _, err := s.view(r.Context()); err != nil {
 		return badgesResponse{}, err
 	}
 	var seen time.Time

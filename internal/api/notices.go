@@ -153,7 +153,8 @@ func (s *Server) published(ctx context.Context) {
 // view is the board's current view, loaded on first use.
 func (s *Server) view(ctx context.Context) (*notice.View, error) {
 	if err := s.rp.board.Ensure(ctx); err != nil {
-		return nil, err
+		s.log.Warn("notices: first load failed", "err", err)
+		return nil, &ledger.Error{Code: ledger.CodeUnavailable, RetryAfter: 1, Message: "notices cannot be loaded right now; retry shortly"}
 	}
 	return s.rp.board.View(), nil
 }

@@ -84,6 +84,7 @@ type Cache[V any] struct {
 	flight     singleflight.Group
 	refreshing map[string]bool // keys with a background refresh running
 	loads      atomic.Int64    // how many times load ran, for tests and benchmarks
+	lastWarn   atomic.Int64    // unix ns of the last warning logged
 }
 
 type entry[V any] struct {
@@ -237,7 +238,7 @@ func (c *Cache[V]) fill(ctx context.Context, key string, background bool) (V, er
 		var err error
 		raw, ver, err = sh.get(ctx, c.o.Name, key)
 		if err != nil {
-			c.o.Logger.Warn("cache: shared read failed; loading from the database", "cache", c.o.Name, "err", err)
+			c.warn("cache: shared read failed; loading from the database", "err", err)
 		} else if raw != nil {
 			var sv sharedValue[V]
 			if jerr := json.Unmarshal(raw, &sv); jerr == nil {
@@ -268,7 +269,7 @@ func (c *Cache[V]) fill(ctx context.Context, key string, background bool) (V, er
 	v, err := c.load(ctx, key)
 	if err != nil {
 		if haveStale {
-			c.o.Logger.Warn("cache: load failed; answering a stale value", "cache", c.o.Name, "err", err)
+			c.warn("cache: load failed; answering a stale value", "err", err)
 			if !background {
 				c.stale()
 			}
@@ -283,7 +284,7 @@ func (c *Cache[V]) fill(ctx context.Context, key string, background bool) (V, er
 		raw, jerr := json.Marshal(sharedValue[V]{V: v, Fresh: fresh.UnixMicro(), Stale: stale.UnixMicro()})
 		if jerr == nil {
 			if serr := sh.setIfVersion(ctx, c.o.Name, key, ver, raw, c.o.TTL+c.o.Stale); serr != nil {
-				c.o.Logger.Warn("cache: shared write failed", "cache", c.o.Name, "err", serr)
+				c.warn("cache: shared write failed", "err", serr)
 			}
 		}
 	}
@@ -406,6 +407,18 @@ type sharedValue[V any] struct {
 	V     V     `json:"v"`
 	Fresh int64 `json:"f"` // µs since the epoch
 	Stale int64 `json:"s"`
+}
+
+// warn logs at most once a second per cache: when Redis or the database
+// is down, every read fails the same way, and a log line per read would
+// bury everything else.
+func (c *Cache[V]) warn(msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := c.lastWarn.Load()
+	if now-last < int64(time.Second) || !c.lastWarn.CompareAndSwap(last, now) {
+		return
+	}
+	c.o.Logger.Warn(msg, append([]any{"cache", c.o.Name}, args...)...)
 }
 
 func (c *Cache[V]) hit() {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pointd/pointd/internal/cache"
 	"github.com/pointd/pointd/internal/cache/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 // clock is a time the test moves by hand.
@@ -316,5 +317,23 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 			t.Fatalf("gave up waiting for %s", what)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// With Redis unreachable, reads fall back to the loader (the database), and
+// an invalidation reports the failure to its caller.
+func TestSharedDownFallsBackToTheLoader(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond, MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	src := newSource()
+	src.set("k", 5)
+	c := cache.New(cache.Options{Name: "down", TTL: time.Minute, Shared: cache.NewShared(rdb, "x:", nil)}, src.load)
+	mustGet(t, c, "k", 5)
+	mustGet(t, c, "k", 5)
+	if got := src.calls.Load(); got != 2 {
+		t.Errorf("%d loads, want every read to load while Redis is down (no local copy to trust)", got)
+	}
+	if err := c.Invalidate(context.Background(), "k"); err == nil {
+		t.Error("an invalidation that could not reach Redis reported no error")
 	}
 }
