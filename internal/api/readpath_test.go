@@ -463,13 +463,17 @@ func TestBadgeRampSpreadsMembers(t *testing.T) {
 // after a publish cost at most one database query per cached item.
 func TestStampedeAfterPublish(t *testing.T) {
 	for _, b := range []backend{onSQLite, onPostgres} {
-		t.Run(string(b), func(t *testing.T) { stampede(t, b) })
+		t.Run(string(b), func(t *testing.T) { stampede(t, withBackend(b)) })
 	}
+	t.Run("PostgreSQL and Redis", func(t *testing.T) {
+		rdb, prefix := redistest.New(t)
+		stampede(t, withBackend(onPostgres), withShared(startShared(t, rdb, prefix)))
+	})
 }
 
-func stampede(t *testing.T, b backend) {
+func stampede(t *testing.T, opts ...option) {
 	cs := &countingStore{}
-	h := newHarness(t, withBackend(b), withCounting(cs))
+	h := newHarness(t, append(opts, withCounting(cs))...)
 	w := h.newWorld()
 	app := h.appKey()
 	const members = 50
