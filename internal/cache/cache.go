@@ -379,6 +379,9 @@ func (c *Cache[V]) Invalidate(ctx context.Context, keys ...string) error {
 // dropLocal replaces the local copies of keys with tombstones of a new
 // generation, so that loads already running do not store their results.
 func (c *Cache[V]) dropLocal(keys ...string) {
+	if c.localTTL() <= 0 {
+		return // nothing is ever kept here: Redis's version guards the race
+	}
 	now := c.o.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
