@@ -524,3 +524,26 @@ func stampede(t *testing.T, opts ...option) {
 		}
 	}
 }
+
+// The caches count hits, misses and coalesced reads by cache in /metrics
+// (what the /ops dashboard's "cache hit ratio" reads).
+func TestCacheMetrics(t *testing.T) {
+	h, m := metricsServer(t, false, nil, ledger.WriterConfig{})
+	m.Caches(CacheNames...)
+	w := h.newWorld()
+	for range 3 {
+		h.balance(w.member.ID)
+	}
+	mfs := h.scrapeMetrics("")
+	for name, want := range map[string]float64{"pointd_cache_misses_total": 1, "pointd_cache_hits_total": 2} {
+		s := sample(mfs, name, map[string]string{"cache": "balances"})
+		if s == nil || s.GetCounter().GetValue() != want {
+			t.Errorf("%s{cache=balances} = %v, want %v", name, s, want)
+		}
+	}
+	for _, c := range CacheNames {
+		if sample(mfs, "pointd_cache_coalesced_total", map[string]string{"cache": c}) == nil {
+			t.Errorf("no pointd_cache_coalesced_total series for %s", c)
+		}
+	}
+}
