@@ -14,6 +14,7 @@ import (
 	"github.com/pointd/pointd/internal/alert"
 	"github.com/pointd/pointd/internal/api"
 	"github.com/pointd/pointd/internal/auth"
+	"github.com/pointd/pointd/internal/cache"
 	"github.com/pointd/pointd/internal/ledger"
 	"github.com/pointd/pointd/internal/member"
 	"github.com/pointd/pointd/internal/metrics"
@@ -43,6 +44,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"how long an instance trusts a checked API key: the bound within which a revocation or suspension made on another instance takes effect here (1s to 5m)")
 	var mf memberFlags // members' logins (issue 3, member side)
 	mf.register(fs)
+	// The read path (issue 4): shared caches, notice caching and badge polling.
+	redisURL := fs.String("redis", "", "Redis URL (redis://host:6379/0): share caches and invalidations between instances; empty: in-process caches")
+	redisPrefix := fs.String("redis-prefix", "pointd:", "prefix of every Redis key and channel pointd uses (instances sharing data must agree)")
+	noticeMaxAge := fs.Duration("notice-max-age", 30*time.Second, "Cache-Control max-age of notice answers (what nginx or a CDN may serve without asking)")
+	pollInterval := fs.Duration("badge-poll", time.Minute, "how often member apps are told they may poll badges")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -107,8 +113,31 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		u, mx := poolStats(db)
 		return api.DBStats{InUse: u, Max: mx}
 	}
+	if *noticeMaxAge < 0 || *pollInterval < time.Second {
+		w.Close()
+		return fmt.Errorf("--notice-max-age must not be negative and --badge-poll must be at least 1s")
+	}
+	jobs, stopJobs := context.WithCancel(context.Background())
+	defer stopJobs()
+	var shared *cache.Shared
+	if *redisURL != "" {
+		rdb, err := openRedis(ctx, *redisURL)
+		if err != nil {
+			w.Close()
+			return err
+		}
+		defer rdb.Close()
+		shared = cache.NewShared(rdb, *redisPrefix, log)
+		if err := shared.Start(jobs); err != nil {
+			w.Close()
+			return fmt.Errorf("--redis: %w", err)
+		}
+	}
+	mt.Caches(api.CacheNames...)
 	srv := api.New(api.Config{Mode: m, RequestTimeout: *reqTimeout, LogRequests: *logRequests, DBStats: stats,
-		Metrics: mt, MetricsAuth: *metricsAuth, KeyCacheTTL: *keyCacheTTL}, db, db, w, log, ready)
+		Metrics: mt, MetricsAuth: *metricsAuth, KeyCacheTTL: *keyCacheTTL,
+		Shared: shared, NoticeMaxAge: *noticeMaxAge, PollInterval: *pollInterval},
+		db, db, w, log, ready)
 	srv.UseMembers(member.NewService(mf.config(m, d.phones, log), db, db), db)
 	if mf.webhook == "" {
 		log.Warn("member login codes are written to this log (no --otp-webhook): fine for trying pointd, not for real members")
@@ -172,8 +201,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	fmt.Fprintf(stdout, "operations dashboard: http://%s/ops (admin key)\n", ln.Addr())
 
-	jobs, stopJobs := context.WithCancel(context.Background())
 	var bg sync.WaitGroup
+	bg.Go(func() { srv.RunReadPath(jobs, 30*time.Second) })
 	bg.Go(func() { engine.Run(jobs) })
 	bg.Go(func() { dash.Run(jobs) })
 	bg.Go(func() { watchOverdueHolds(jobs, db, engine, *expiryEvery) })
@@ -211,6 +240,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	<-expiryDone
 	bg.Wait()
+	srv.FlushSeen(sctx) // the seen times of requests answered during the drain
 	w.Close()
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err

@@ -112,7 +112,7 @@ func (s *Server) getMerchant(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, ledger.Errorf(ledger.CodeMerchantNotFound, "no merchant with id %q", id))
 		return
 	}
-	m, err := s.store.Merchant(r.Context(), id)
+	m, err := s.rp.merchants.Get(r.Context(), id)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -156,7 +156,7 @@ func (s *Server) getStore(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	si, err := s.store.StoreInfo(r.Context(), id)
+	si, err := s.rp.stores.Get(r.Context(), id)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -211,7 +211,7 @@ func (s *Server) getMember(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	m, err := s.store.Member(r.Context(), id)
+	m, err := s.rp.members.Get(r.Context(), id)
 	if err != nil {
 		writeError(w, r, err)
 		return

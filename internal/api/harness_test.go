@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/pointd/pointd/internal/auth"
+	"github.com/pointd/pointd/internal/cache"
 	"github.com/pointd/pointd/internal/ledger"
 	"github.com/pointd/pointd/internal/postgres"
 	"github.com/pointd/pointd/internal/postgres/pgtest"
@@ -44,6 +45,8 @@ type harnessConfig struct {
 	writer  ledger.WriterConfig
 	gate    chan struct{} // when set, every ledger write waits until it is closed
 	keys    func(auth.KeyStore) auth.KeyStore
+	shared  *cache.Shared             // the read path's Redis (readpath_test.go)
+	wrap    func(testStore) testStore // what the server and writer see of the store
 }
 
 type option func(*harnessConfig)
@@ -133,9 +136,13 @@ func newHarness(t *testing.T, opts ...option) *harness {
 	})
 	t.Cleanup(h.mustBeSound)
 
-	var ws ledger.Store = store
+	seen := store
+	if cfg.wrap != nil {
+		seen = cfg.wrap(store)
+	}
+	var ws ledger.Store = seen
 	if cfg.gate != nil {
-		ws = gatedStore{Store: store, gate: cfg.gate}
+		ws = gatedStore{Store: seen, gate: cfg.gate}
 	}
 	h.writer = ledger.NewWriter(ws, cfg.writer)
 	t.Cleanup(h.writer.Close)
@@ -143,11 +150,11 @@ func newHarness(t *testing.T, opts ...option) *harness {
 	h.admin = h.makeKey(auth.Key{Role: auth.RoleAdmin, Name: "test admin"}, cfg.mode)
 
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	var keys auth.KeyStore = store
+	var keys auth.KeyStore = seen
 	if cfg.keys != nil {
-		keys = cfg.keys(store)
+		keys = cfg.keys(seen)
 	}
-	s := New(Config{Mode: cfg.mode}, store, keys, h.writer, log, nil)
+	s := New(Config{Mode: cfg.mode, Shared: cfg.shared}, seen, keys, h.writer, log, nil)
 	h.api = s
 	h.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(h.srv.Close)

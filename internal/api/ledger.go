@@ -254,7 +254,7 @@ func (s *Server) getBalance(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	b, err := s.store.Balance(r.Context(), id)
+	b, err := s.rp.balances.Get(r.Context(), id)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -296,7 +296,7 @@ func (s *Server) listTransactions(w http.ResponseWriter, r *http.Request) {
 		}
 		before = n
 	}
-	if _, err := s.store.Member(r.Context(), id); err != nil {
+	if _, err := s.rp.members.Get(r.Context(), id); err != nil {
 		writeError(w, r, err)
 		return
 	}
@@ -354,7 +354,7 @@ func (s *Server) listLots(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if _, err := s.store.Member(r.Context(), id); err != nil {
+	if _, err := s.rp.members.Get(r.Context(), id); err != nil {
 		writeError(w, r, err)
 		return
 	}

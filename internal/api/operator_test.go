@@ -17,6 +17,7 @@ import (
 	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/backoffice"
 	"github.com/pointd/pointd/internal/ledger"
+	"github.com/pointd/pointd/internal/notice"
 )
 
 // operatorServer is a harness whose server the test holds (to flush key
@@ -60,6 +61,7 @@ func TestRolesAndOwnership(t *testing.T) {
 		"member_id": w.member.ID, "store_id": w.storeA, "points": 10}), http.StatusCreated)
 	keys := want[page[keyInfo]](t, h.get("/v1/keys", h.admin), http.StatusOK).Items
 	anyKey := keys[0].ID
+	pub := want[notice.Notice](t, h.post("/v1/notices", h.admin, h.idem(), map[string]any{"title": "t", "body": "b"}), http.StatusCreated)
 
 	type role string
 	const (
@@ -95,6 +97,8 @@ func TestRolesAndOwnership(t *testing.T) {
 	// Ledger operations at merchant A: operators' viewers and apps may not,
 	// another merchant's POS is forbidden by the ledger itself.
 	ledgerOp := map[role]refusal{admin: ok, view: forbidden, posA: ok, posB: forbidden, appK: forbidden, none: unauth}
+	everyKey := map[role]refusal{admin: ok, view: ok, posA: ok, posB: ok, appK: ok, none: unauth}
+	appOrAdmin := map[role]refusal{admin: ok, view: forbidden, posA: forbidden, posB: forbidden, appK: ok, none: unauth}
 	login := map[role]refusal{admin: forbidden, view: forbidden, posA: forbidden, posB: forbidden, appK: ok, none: ok}
 	sessionOnly := map[role]refusal{admin: forbidden, view: forbidden, posA: forbidden, posB: forbidden, appK: forbidden, none: unauth}
 
@@ -152,12 +156,21 @@ func TestRolesAndOwnership(t *testing.T) {
 		{"GET", "/v1/me/balance", nil, sessionOnly, false},
 		{"GET", "/v1/me/transactions", nil, sessionOnly, false},
 		{"DELETE", "/v1/me", nil, sessionOnly, true},
+		{"GET", "/v1/me/badges", nil, sessionOnly, false},
+		{"POST", "/v1/me/badges/seen", map[string]any{}, sessionOnly, true},
+		// Notices: admins publish, every key reads (member sessions too:
+		// readpath_test.go); badges by member id are for admin and app keys.
+		{"POST", "/v1/notices", map[string]any{"title": "x", "body": "y"}, adminOnly, true},
+		{"GET", "/v1/notices", nil, everyKey, false},
+		{"GET", "/v1/notices/" + pub.ID, nil, everyKey, false},
+		{"GET", "/v1/members/" + w.member.ID + "/badges", nil, appOrAdmin, false},
+		{"POST", "/v1/members/" + w.member.ID + "/badges/seen", map[string]any{}, appOrAdmin, true},
 	}
 	// The table covers every route the server registers.
 	covered := map[string]bool{"POST /v1/ping": true, "GET /healthz": true, "GET /readyz": true, "GET /v1/openapi.json": true, "GET /metrics": true}
 	for _, c := range cases {
 		p := c.path
-		for _, id := range []string{w.merchantA, w.storeA, w.member.ID, anyKey, hold.Hold.ID, earned.ID} {
+		for _, id := range []string{w.merchantA, w.storeA, w.member.ID, anyKey, hold.Hold.ID, earned.ID, pub.ID} {
 			p = strings.ReplaceAll(p, id, "{id}")
 		}
 		p, _, _ = strings.Cut(p, "?")

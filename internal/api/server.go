@@ -16,9 +16,11 @@ import (
 
 	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/backoffice"
+	"github.com/pointd/pointd/internal/cache"
 	"github.com/pointd/pointd/internal/ledger"
 	"github.com/pointd/pointd/internal/member"
 	"github.com/pointd/pointd/internal/metrics"
+	"github.com/pointd/pointd/internal/notice"
 )
 
 // Config tunes the HTTP layer.
@@ -37,6 +39,17 @@ type Config struct {
 	// /metrics. Without it, /metrics answers loopback clients only and
 	// refuses everyone else with 403.
 	MetricsAuth bool
+
+	// The read path (readpath.go). Shared, when set, keeps the caches in
+	// Redis and spreads invalidations and notice publishes to every
+	// instance. Notices is the notices' store; nil: the store, when it
+	// implements notice.Store. NoticeMaxAge is the Cache-Control max-age of
+	// notice answers (default 30 s); PollInterval the badge poll hint
+	// (default 60 s).
+	Shared       *cache.Shared
+	Notices      notice.Store
+	NoticeMaxAge time.Duration
+	PollInterval time.Duration
 }
 
 // DBStats is the database pool as /readyz shows it: whatever the load,
@@ -67,6 +80,7 @@ type Server struct {
 	members     *member.Service // nil: member logins answer 503
 	memberStore member.Store
 	sessions    *sessionCache
+	rp          *readPath // readpath.go
 }
 
 // New builds a Server. ready, when set, backs /readyz.
@@ -83,6 +97,12 @@ func New(cfg Config, store ledger.Store, keys auth.KeyStore, writer *ledger.Writ
 	if log == nil {
 		log = slog.Default()
 	}
+	if cfg.NoticeMaxAge <= 0 {
+		cfg.NoticeMaxAge = 30 * time.Second
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Minute
+	}
 	office, _ := store.(backoffice.Store)
 	s := &Server{cfg: cfg, store: store, keyStore: keys, writer: writer, log: log,
 		keys: &keyCache{ttl: cfg.KeyCacheTTL, m: map[string]cachedKey{}}, ready: ready, metrics: cfg.Metrics,
@@ -93,6 +113,7 @@ func New(cfg Config, store ledger.Store, keys auth.KeyStore, writer *ledger.Writ
 	if ms, ok := store.(member.Store); ok {
 		s.members, s.memberStore = member.NewService(member.Config{Mode: cfg.Mode, Log: log}, ms, store), ms
 	}
+	s.initReadPath()
 	return s
 }
 
@@ -165,6 +186,19 @@ func (s *Server) Handler() http.Handler {
 	handle("DELETE /v1/me", self, s.deleteMe)
 	handle("GET /v1/me/balance", self, s.getMyBalance)
 	handle("GET /v1/me/transactions", self, s.listMyTransactions)
+
+	// Notices and badges (issue 4, notices.go and badges.go): readable by
+	// every key role and by member sessions; badges by admin and app keys
+	// (member sessions get /v1/me/badges).
+	readers := s.authenticate(auth.RoleAdmin, auth.RoleViewer, auth.RolePOS, auth.RoleApp, auth.RoleMember)
+	appOrAdmin := s.authenticate(auth.RoleAdmin, auth.RoleApp)
+	handle("POST /v1/notices", admin, s.createNotice)
+	handle("GET /v1/notices", readers, s.listNotices)
+	handle("GET /v1/notices/{id}", readers, s.getNotice)
+	handle("GET /v1/members/{id}/badges", appOrAdmin, s.memberBadges)
+	handle("POST /v1/members/{id}/badges/seen", appOrAdmin, s.memberBadgesSeen)
+	handle("GET /v1/me/badges", self, s.myBadges)
+	handle("POST /v1/me/badges/seen", self, s.myBadgesSeen)
 
 	// Operations: outside /v1, not part of the API's contract.
 	if s.metrics != nil {

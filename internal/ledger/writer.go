@@ -60,6 +60,10 @@ type Writer struct {
 
 	perOp   atomic.Int64 // EWMA of nanoseconds per operation, for admission
 	dropped atomic.Int64 // transactions seen by the planted bug of DropEvery
+
+	// onCommit is told which members a batch changed, after the commit and
+	// before any caller is answered (the read path's cache invalidation).
+	onCommit atomic.Pointer[func(ctx context.Context, memberIDs []string)]
 }
 
 type request struct {
@@ -296,10 +300,41 @@ func (w *Writer) apply(reqs []*request) error {
 	if err != nil {
 		return err
 	}
+	w.committed(ctx, out)
 	for i, r := range reqs {
 		w.answer(r, out[i])
 	}
 	return nil
+}
+
+// OnCommit sets the function told, after each batch commits and before its
+// callers are answered, which members the batch changed (their balances,
+// lots or holds). A cache that forgets those members there lets every
+// member read their own acknowledged writes. It must be quick: the writer
+// waits for it. A later call replaces the function.
+func (w *Writer) OnCommit(fn func(ctx context.Context, memberIDs []string)) {
+	w.onCommit.Store(&fn)
+}
+
+func (w *Writer) committed(ctx context.Context, out []outcome) {
+	fn := w.onCommit.Load()
+	if fn == nil {
+		return
+	}
+	var ids []string
+	seen := map[string]bool{}
+	for _, o := range out {
+		if o.err != nil || o.res.Replayed || o.res.Transaction == nil {
+			continue
+		}
+		if id := o.res.Transaction.MemberID; id != "" && !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) > 0 {
+		(*fn)(ctx, ids)
+	}
 }
 
 func (w *Writer) learn(took time.Duration, n int) {

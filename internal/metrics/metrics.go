@@ -80,6 +80,8 @@ type Metrics struct {
 	httpChildren cowMap[httpKey, *httpChild]
 	durChildren  cowMap[durKey, prometheus.Observer]
 
+	cache cacheMetrics // cache.go
+
 	watchMu   sync.Mutex
 	queueOnce bool
 	dbOnce    bool
