@@ -46,6 +46,12 @@ type Key struct {
 	Name       string
 	CreatedAt  time.Time
 	RevokedAt  time.Time // zero while the key works
+	// RateLimitPerSecond is the key's own request rate limit; 0: the
+	// server's default (--rate-limit-key).
+	RateLimitPerSecond int
+	// RateLimitBurst is how many requests the key may send at once; 0: one
+	// second's worth.
+	RateLimitBurst int
 }
 
 // ErrKeyNotFound is returned by KeyStore.KeyByHash for an unknown key.

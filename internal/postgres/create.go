@@ -89,10 +89,11 @@ func (db *DB) CreateMember(ctx context.Context, m *ledger.Member) error {
 // CreateKey stores an API key (its hash, never the key).
 func (db *DB) CreateKey(ctx context.Context, k auth.Key) error {
 	_, err := db.pool.Exec(ctx, `
-		INSERT INTO api_keys (id, prefix, hash, role, mode, merchant_id, store_id, name, created_at, revoked_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		INSERT INTO api_keys (id, prefix, hash, role, mode, merchant_id, store_id, name, created_at, revoked_at,
+			rate_limit_per_second, rate_limit_burst)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 		k.ID, k.Prefix, k.Hash, string(k.Role), string(k.Mode), k.MerchantID, k.StoreID, k.Name,
-		ts(k.CreatedAt), ts(k.RevokedAt))
+		ts(k.CreatedAt), ts(k.RevokedAt), k.RateLimitPerSecond, k.RateLimitBurst)
 	if code, _ := pgCode(err); code == uniqueViolation {
 		return &ledger.Error{Code: ledger.CodeConflict, Field: "id", Message: "an API key with this id or hash already exists"}
 	}
@@ -109,9 +110,11 @@ func (db *DB) KeyByHash(ctx context.Context, hash []byte) (auth.Key, error) {
 	var role, mode string
 	var created, revoked pgtype.Timestamptz
 	err := db.pool.QueryRow(ctx, `
-		SELECT id, prefix, hash, role, mode, merchant_id, store_id, name, created_at, revoked_at
+		SELECT id, prefix, hash, role, mode, merchant_id, store_id, name, created_at, revoked_at,
+			rate_limit_per_second, rate_limit_burst
 		FROM api_keys WHERE hash = $1`, hash,
-	).Scan(&k.ID, &k.Prefix, &k.Hash, &role, &mode, &k.MerchantID, &k.StoreID, &k.Name, &created, &revoked)
+	).Scan(&k.ID, &k.Prefix, &k.Hash, &role, &mode, &k.MerchantID, &k.StoreID, &k.Name, &created, &revoked,
+		&k.RateLimitPerSecond, &k.RateLimitBurst)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return auth.Key{}, auth.ErrKeyNotFound
 	}

@@ -91,10 +91,11 @@ func newAccount(ctx context.Context, tx *sql.Tx, kind, owner string) (int64, err
 func (db *DB) CreateKey(ctx context.Context, k auth.Key) error {
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `
-			INSERT INTO api_keys (id, prefix, hash, role, mode, merchant_id, store_id, name, created_at, revoked_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			INSERT INTO api_keys (id, prefix, hash, role, mode, merchant_id, store_id, name, created_at, revoked_at,
+				rate_limit_per_second, rate_limit_burst)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			k.ID, k.Prefix, k.Hash, string(k.Role), string(k.Mode), k.MerchantID, k.StoreID, k.Name,
-			timeArg(k.CreatedAt), timeArg(k.RevokedAt))
+			timeArg(k.CreatedAt), timeArg(k.RevokedAt), k.RateLimitPerSecond, k.RateLimitBurst)
 		return err
 	})
 	return conflict(err, "api key", k.ID)

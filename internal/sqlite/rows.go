@@ -124,12 +124,14 @@ func scanIdem(s scanner, r *ledger.IdemRecord) error {
 	return err
 }
 
-const keyCols = `k.id, k.prefix, k.hash, k.role, k.mode, k.merchant_id, k.store_id, k.name, k.created_at, k.revoked_at`
+const keyCols = `k.id, k.prefix, k.hash, k.role, k.mode, k.merchant_id, k.store_id, k.name, k.created_at, k.revoked_at,
+	k.rate_limit_per_second, k.rate_limit_burst`
 
 func scanKey(s scanner, k *auth.Key) error {
 	var role, mode string
 	var created, revoked sql.NullInt64
-	err := s.Scan(&k.ID, &k.Prefix, &k.Hash, &role, &mode, &k.MerchantID, &k.StoreID, &k.Name, &created, &revoked)
+	err := s.Scan(&k.ID, &k.Prefix, &k.Hash, &role, &mode, &k.MerchantID, &k.StoreID, &k.Name, &created, &revoked,
+		&k.RateLimitPerSecond, &k.RateLimitBurst)
 	k.Role, k.Mode, k.CreatedAt, k.RevokedAt = auth.Role(role), auth.Mode(mode), timeOf(created), timeOf(revoked)
 	return err
 }
