@@ -24,7 +24,7 @@ func TestMigrations(t *testing.T) {
 		defer db.Close()
 		pending, err := db.PendingMigrations(ctx)
 		mustOK(t, err)
-		if !slices.Equal(pending, []string{"00001_init.sql", "00002_repair_indexes.sql"}) {
+		if !slices.Equal(pending, []string{"00001_init.sql", "00002_repair_indexes.sql", "00010_key_rate_limits.sql"}) {
 			t.Fatalf("pending = %v", pending)
 		}
 		var created bool
@@ -34,7 +34,7 @@ func TestMigrations(t *testing.T) {
 		}
 		applied, err := db.Migrate(ctx)
 		mustOK(t, err)
-		if !slices.Equal(applied, []string{"00001_init.sql", "00002_repair_indexes.sql"}) {
+		if !slices.Equal(applied, []string{"00001_init.sql", "00002_repair_indexes.sql", "00010_key_rate_limits.sql"}) {
 			t.Fatalf("applied = %v", applied)
 		}
 	})

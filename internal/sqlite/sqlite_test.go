@@ -53,7 +53,7 @@ func TestOpenMigratesOnceAndReopens(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := []string{"00001_init.sql", "00002_repair_indexes.sql"}; !slices.Equal(pending, want) {
+		if want := []string{"00001_init.sql", "00002_repair_indexes.sql", "00010_key_rate_limits.sql"}; !slices.Equal(pending, want) {
 			t.Fatalf("pending on a fresh database = %v, want %v", pending, want)
 		}
 	}
@@ -61,7 +61,7 @@ func TestOpenMigratesOnceAndReopens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"00001_init.sql", "00002_repair_indexes.sql"}; !slices.Equal(applied, want) {
+	if want := []string{"00001_init.sql", "00002_repair_indexes.sql", "00010_key_rate_limits.sql"}; !slices.Equal(applied, want) {
 		t.Fatalf("applied = %v, want %v", applied, want)
 	}
 	if pending, err := db.PendingMigrations(ctx); err != nil || len(pending) != 0 {
