@@ -37,7 +37,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	alertsFile := fs.String("alerts", "", "alert rules and webhooks, TOML (docs/alerts.example.toml); empty: the built-in rules, no webhooks")
 	verifyEvery := fs.Duration("verify-interval", 0, "audit the whole ledger this often and alert when it is unsound (0: never; it reads the whole ledger)")
 	dropEvery := fs.Int("test-drop-every", 0, "TESTING ONLY: silently lose every Nth ledger write, to prove the audit catches it")
+	var ov overloadFlags // overload.go: admission control, rate limits, Redis
+	ov.register(fs)
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := ov.validate(); err != nil {
 		return err
 	}
 	m := auth.Mode(*mode)
@@ -92,8 +97,15 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		u, mx := poolStats(db)
 		return api.DBStats{InUse: u, Max: mx}
 	}
-	srv := api.New(api.Config{Mode: m, RequestTimeout: *reqTimeout, LogRequests: *logRequests, DBStats: stats,
-		Metrics: mt, MetricsAuth: *metricsAuth}, db, db, w, log, ready)
+	apicfg := api.Config{Mode: m, RequestTimeout: *reqTimeout, LogRequests: *logRequests, DBStats: stats,
+		Metrics: mt, MetricsAuth: *metricsAuth}
+	closeRedis, err := ov.apply(ctx, &apicfg, *queue, mt, log, stdout)
+	if err != nil {
+		w.Close()
+		return err
+	}
+	defer closeRedis()
+	srv := api.New(apicfg, db, db, w, log, ready)
 	var af alert.File
 	if *alertsFile != "" {
 		if af, err = alert.LoadFile(*alertsFile); err != nil {

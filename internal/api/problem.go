@@ -57,6 +57,7 @@ var statusOf = map[string]int{
 	ledger.CodeCancelExceeds:       http.StatusUnprocessableEntity,
 	ledger.CodeMerchantSuspended:   http.StatusUnprocessableEntity,
 	ledger.CodeMemberSuspended:     http.StatusUnprocessableEntity,
+	codeRateLimited:                http.StatusTooManyRequests,
 	ledger.CodeInternal:            http.StatusInternalServerError,
 	ledger.CodeOverloaded:          http.StatusServiceUnavailable,
 	ledger.CodeUnavailable:         http.StatusServiceUnavailable,

@@ -14,9 +14,11 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/pointd/pointd/internal/admission"
 	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/ledger"
 	"github.com/pointd/pointd/internal/metrics"
+	"github.com/pointd/pointd/internal/ratelimit"
 )
 
 // Config tunes the HTTP layer.
@@ -35,6 +37,17 @@ type Config struct {
 	// /metrics. Without it, /metrics answers loopback clients only and
 	// refuses everyone else with 403.
 	MetricsAuth bool
+
+	// Overload (overload.go). Each nil or zero turns its part off.
+	//
+	// Admission holds the per-class concurrency limits.
+	Admission *admission.Controller
+	// RateLimiter keeps the token buckets of KeyRate and IPRate.
+	RateLimiter ratelimit.Limiter
+	// KeyRate is the limit of a key that has none of its own.
+	KeyRate ratelimit.Limit
+	// IPRate is every client address's limit under /v1/.
+	IPRate ratelimit.Limit
 }
 
 // DBStats is the database pool as /readyz shows it: whatever the load,
@@ -71,6 +84,12 @@ func New(cfg Config, store ledger.Store, keys auth.KeyStore, writer *ledger.Writ
 	if log == nil {
 		log = slog.Default()
 	}
+	if cfg.Metrics != nil && cfg.Admission != nil {
+		cfg.Metrics.WatchAdmission(admissionStats(cfg.Admission))
+	}
+	if cfg.Metrics != nil && cfg.RateLimiter != nil {
+		cfg.Metrics.WatchRateLimits()
+	}
 	return &Server{cfg: cfg, store: store, keyStore: keys, writer: writer, log: log,
 		keys: &keyCache{ttl: cfg.KeyCacheTTL, m: map[string]cachedKey{}}, ready: ready, metrics: cfg.Metrics}
 }
@@ -82,7 +101,7 @@ func (s *Server) Handler() http.Handler {
 	admin := s.authenticate(auth.RoleAdmin)
 	pos := s.authenticate(auth.RoleAdmin, auth.RolePOS)
 	handle := func(pattern string, mw func(http.Handler) http.Handler, h http.HandlerFunc) {
-		mux.Handle(pattern, mw(h))
+		mux.Handle(pattern, mw(s.admit(pattern, h))) // admit: overload.go
 	}
 	open := func(h http.Handler) http.Handler { return h }
 
@@ -128,7 +147,7 @@ func (s *Server) Handler() http.Handler {
 	handle("POST /debug/pprof/symbol", admin, pprof.Symbol)
 	handle("GET /debug/pprof/trace", admin, pprof.Trace)
 
-	return s.withBasics(problemRouting(mux))
+	return s.withBasics(s.limitIP(problemRouting(mux)))
 }
 
 // loopbackOnly lets through requests from this machine's loopback addresses
