@@ -44,6 +44,8 @@ type harnessConfig struct {
 	writer  ledger.WriterConfig
 	gate    chan struct{} // when set, every ledger write waits until it is closed
 	keys    func(auth.KeyStore) auth.KeyStore
+	server  func(*Config) // when set, changes the server's Config (overload tests)
+	entered chan struct{} // when set with gate, told each time a write reaches the gate
 }
 
 type option func(*harnessConfig)
@@ -52,6 +54,12 @@ func withBackend(b backend) option            { return func(c *harnessConfig) { 
 func withMode(m auth.Mode) option             { return func(c *harnessConfig) { c.mode = m } }
 func withWriter(w ledger.WriterConfig) option { return func(c *harnessConfig) { c.writer = w } }
 func withGate(g chan struct{}) option         { return func(c *harnessConfig) { c.gate = g } }
+
+// withGateEntered is told (without blocking) each time a write waits at the gate.
+func withGateEntered(ch chan struct{}) option { return func(c *harnessConfig) { c.entered = ch } }
+
+// withConfig changes the server's Config before it starts.
+func withConfig(f func(*Config)) option { return func(c *harnessConfig) { c.server = f } }
 
 // withKeys wraps the key store the server sees.
 func withKeys(f func(auth.KeyStore) auth.KeyStore) option {
@@ -62,10 +70,17 @@ func withKeys(f func(auth.KeyStore) auth.KeyStore) option {
 // can fill the writer's queue deterministically.
 type gatedStore struct {
 	ledger.Store
-	gate chan struct{}
+	gate    chan struct{}
+	entered chan struct{}
 }
 
 func (g gatedStore) Write(ctx context.Context, fn func(ledger.BatchTx) error) error {
+	if g.entered != nil {
+		select {
+		case g.entered <- struct{}{}:
+		default:
+		}
+	}
 	select {
 	case <-g.gate:
 	case <-ctx.Done():
@@ -132,7 +147,7 @@ func newHarness(t *testing.T, opts ...option) *harness {
 
 	var ws ledger.Store = store
 	if cfg.gate != nil {
-		ws = gatedStore{Store: store, gate: cfg.gate}
+		ws = gatedStore{Store: store, gate: cfg.gate, entered: cfg.entered}
 	}
 	h.writer = ledger.NewWriter(ws, cfg.writer)
 	t.Cleanup(h.writer.Close)
@@ -144,7 +159,11 @@ func newHarness(t *testing.T, opts ...option) *harness {
 	if cfg.keys != nil {
 		keys = cfg.keys(store)
 	}
-	s := New(Config{Mode: cfg.mode}, store, keys, h.writer, log, nil)
+	scfg := Config{Mode: cfg.mode}
+	if cfg.server != nil {
+		cfg.server(&scfg)
+	}
+	s := New(scfg, store, keys, h.writer, log, nil)
 	h.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(h.srv.Close)
 	return h
