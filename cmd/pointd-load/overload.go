@@ -1,0 +1,479 @@
+package main
+
+// The overload mode (--endpoint overload): issue 4's "what must be shown"
+// for the earn path, with an open-loop load (requests are sent on a
+// schedule, whether or not earlier ones were answered, as a crowd does).
+//
+//  1. Capacity: offered earn rates rising by --growth from --start-rate,
+//     --step each; the capacity is the highest goodput of a step that
+//     answered at least 95 % of what it was offered with 201 and kept the
+//     p99 of those under --p99-goal (100 ms).
+//  2. Overload: --factor (3) times that capacity for --overload-for (60 s),
+//     reporting goodput against capacity, the p99 of accepted earns and of
+//     refusals, the most database connections in use (from /metrics), and
+//     the slowest /healthz answer (probed every 20 ms).
+//  3. Check: every earn whose outcome was left open (no answer, a 503 other
+//     than "overloaded") is asked again with the same Idempotency-Key until
+//     it is decided; then every member's history must hold every
+//     acknowledged earn exactly once and nothing else of this run.
+//
+// Latencies are measured from when a request was due, not from when it was
+// sent, so a client that falls behind does not hide the server's delay.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// outcome kinds of one earn
+const (
+	kindOK       = iota // 201
+	kindRefused         // 503 overloaded or 429: refused at once, not written
+	kindOpen            // no answer, or a 503 that leaves the outcome open
+	kindRejected        // any other answer: a failure of the benchmark
+)
+
+type earnResult struct {
+	kind    int
+	status  string
+	lat     time.Duration
+	purch   int // index into the run's purchases
+	txID    string
+	points  int64
+	receipt string
+}
+
+type purchaseRec struct {
+	member int
+	idem   string
+	body   []byte
+}
+
+type olRun struct {
+	cfg   config
+	fx    *fixture
+	hc    *http.Client
+	url   string
+	auth  string
+	runID string
+
+	mu        sync.Mutex
+	purchases []purchaseRec
+	acked     map[string]earnResult // by receipt
+	open      []int                 // purchases to ask again
+	rejected  map[string]int
+}
+
+type stepStats struct {
+	offered  float64
+	took     time.Duration
+	sent     int
+	ok       int
+	refused  int
+	open     int
+	rejected int
+	dropped  int // not sent: the client had too many requests in flight
+	okLat    []time.Duration
+	refLat   []time.Duration
+	statuses map[string]int
+}
+
+func (s stepStats) goodput() float64 { return float64(s.ok) / s.took.Seconds() }
+
+func pctl(l []time.Duration, p float64) time.Duration {
+	if len(l) == 0 {
+		return 0
+	}
+	return l[int(float64(len(l)-1)*p)]
+}
+
+func runOverload(cfg config, fx *fixture, runID string) error {
+	tr := &http.Transport{
+		MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: 90 * time.Second,
+		DisableCompression: true,
+		DialContext:        (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+	}
+	defer tr.CloseIdleConnections()
+	r := &olRun{cfg: cfg, fx: fx, hc: &http.Client{Transport: tr, Timeout: cfg.timeout},
+		url: cfg.target + "/v1/earns", auth: "Bearer " + fx.pos, runID: runID,
+		acked: map[string]earnResult{}, rejected: map[string]int{}}
+
+	capacity := cfg.capacity
+	if capacity <= 0 {
+		fmt.Printf("\ncapacity search: open-loop earns from %.0f/s, ×%.2f per %s step, until fewer than 95%% succeed or their p99 reaches %s\n\n",
+			cfg.startRate, cfg.growth, cfg.step, cfg.p99Goal)
+		fmt.Printf("%10s %10s %8s %9s %9s %s\n", "offered/s", "goodput/s", "ok %", "p50 ok", "p99 ok", "other answers")
+		for rate := cfg.startRate; ; rate *= cfg.growth {
+			s := r.openLoop(rate, cfg.step)
+			okShare := float64(s.ok) / float64(max(1, s.sent+s.dropped))
+			p99 := pctl(s.okLat, 0.99)
+			fmt.Printf("%10.0f %10.0f %7.1f%% %9s %9s %s\n", rate, s.goodput(), 100*okShare,
+				fmtDur(pctl(s.okLat, 0.5)), fmtDur(p99), fmtErrors(s.statuses))
+			if okShare < 0.95 || p99 >= cfg.p99Goal {
+				break
+			}
+			capacity = max(capacity, s.goodput())
+			time.Sleep(time.Second) // let the queue drain between steps
+		}
+		if capacity == 0 {
+			return fmt.Errorf("no step met the goal; lower --start-rate")
+		}
+	}
+	fmt.Printf("\ncapacity: %.0f earns/s with p99 < %s\n", capacity, cfg.p99Goal)
+
+	offered := capacity * cfg.factor
+	fmt.Printf("\noverload: offering %.0f earns/s (%.1f× capacity) for %s\n", offered, cfg.factor, cfg.overloadFor)
+	time.Sleep(2 * time.Second)
+	pr := newProber(cfg.target)
+	ctx, stop := context.WithCancel(context.Background())
+	probes := pr.run(ctx)
+	s := r.openLoop(offered, cfg.overloadFor)
+	stop()
+	<-probes
+
+	good := s.goodput()
+	fmt.Printf("\n%-34s %s\n", "offered", fmt.Sprintf("%.0f/s (%d sent, %d not sent: client limit)", s.offered, s.sent, s.dropped))
+	row := func(name, value, goal string, ok bool) {
+		verdict := "ok"
+		if !ok {
+			verdict = "MISSED"
+		}
+		fmt.Printf("%-34s %-28s goal %-12s %s\n", name, value, goal, verdict)
+	}
+	row("goodput", fmt.Sprintf("%.0f/s = %.0f%% of capacity", good, 100*good/capacity), "≥ 90%", good >= 0.9*capacity)
+	row("p99 of accepted earns", fmtDur(pctl(s.okLat, 0.99)), "< 200ms", pctl(s.okLat, 0.99) < 200*time.Millisecond)
+	row("p99 of refusals (503/429)", fmt.Sprintf("%s (%d refused)", fmtDur(pctl(s.refLat, 0.99)), s.refused), "< 10ms",
+		pctl(s.refLat, 0.99) < 10*time.Millisecond)
+	row("DB connections in use, max", fmt.Sprintf("%g of %g", pr.dbInUse, pr.dbMax), "≤ bound", pr.dbMax > 0 && pr.dbInUse <= pr.dbMax)
+	row("/healthz slowest answer", fmt.Sprintf("%s (%d probes, %d failed)", fmtDur(pr.healthMax), pr.healthN, pr.healthFail),
+		"< 50ms", pr.healthMax < 50*time.Millisecond && pr.healthFail == 0)
+	fmt.Printf("%-34s %s\n", "answers", fmtErrors(s.statuses))
+	if s.rejected > 0 {
+		fmt.Printf("UNEXPECTED answers: %d (see above)\n", s.rejected)
+	}
+
+	fmt.Printf("\ncheck: asking again the %d earns whose outcome was left open, then reading every member's history\n", len(r.open))
+	return r.check()
+}
+
+// openLoop offers rate earns per second for d.
+func (r *olRun) openLoop(rate float64, d time.Duration) stepStats {
+	s := stepStats{offered: rate, statuses: map[string]int{}}
+	results := make(chan earnResult, 4096)
+	var inFlight atomic.Int64
+	var wg sync.WaitGroup
+	collected := make(chan struct{})
+	go func() {
+		defer close(collected)
+		for res := range results {
+			s.statuses[res.status]++
+			switch res.kind {
+			case kindOK:
+				s.ok++
+				s.okLat = append(s.okLat, res.lat)
+				r.mu.Lock()
+				r.acked[res.receipt] = res
+				r.mu.Unlock()
+			case kindRefused:
+				s.refused++
+				s.refLat = append(s.refLat, res.lat)
+			case kindOpen:
+				s.open++
+				r.mu.Lock()
+				r.open = append(r.open, res.purch)
+				r.mu.Unlock()
+			default:
+				s.rejected++
+			}
+		}
+	}()
+	interval := time.Duration(float64(time.Second) / rate)
+	start := time.Now()
+	end := start.Add(d)
+	next := start
+	for next.Before(end) {
+		now := time.Now()
+		for !next.After(now) && next.Before(end) {
+			if inFlight.Load() >= int64(r.cfg.maxInFlight) {
+				s.dropped++
+			} else {
+				p := r.newPurchase()
+				inFlight.Add(1)
+				wg.Add(1)
+				s.sent++
+				go func(due time.Time) {
+					defer wg.Done()
+					defer inFlight.Add(-1)
+					results <- r.send(p, due)
+				}(next)
+			}
+			next = next.Add(interval)
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	s.took = time.Since(start)
+	wg.Wait()
+	close(results)
+	<-collected
+	slices.Sort(s.okLat)
+	slices.Sort(s.refLat)
+	return s
+}
+
+func (r *olRun) newPurchase() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := len(r.purchases)
+	m := n % len(r.fx.bodyHead)
+	idem := "O" + r.runID + "-" + strconv.Itoa(n)
+	body := append([]byte(nil), r.fx.bodyHead[m]...)
+	body = append(body, idem...)
+	body = append(body, `","purchase_amount":`...)
+	body = strconv.AppendInt(body, int64(100+n%9900), 10)
+	body = append(body, '}')
+	r.purchases = append(r.purchases, purchaseRec{member: m, idem: idem, body: body})
+	return n
+}
+
+func (r *olRun) send(n int, due time.Time) earnResult {
+	r.mu.Lock()
+	p := r.purchases[n]
+	r.mu.Unlock()
+	req, _ := http.NewRequest(http.MethodPost, r.url, bytes.NewReader(p.body))
+	req.Header["Authorization"] = []string{r.auth}
+	req.Header["Content-Type"] = []string{"application/json"}
+	req.Header["Idempotency-Key"] = []string{p.idem}
+	resp, err := r.hc.Do(req)
+	res := earnResult{purch: n, receipt: p.idem}
+	if err != nil {
+		res.kind, res.status, res.lat = kindOpen, "net", time.Since(due)
+		return res
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	res.lat = time.Since(due)
+	res.status = strconv.Itoa(resp.StatusCode)
+	if err != nil {
+		res.kind, res.status = kindOpen, "net"
+		return res
+	}
+	return classify(res, resp.StatusCode, body)
+}
+
+func classify(res earnResult, status int, body []byte) earnResult {
+	switch {
+	case status == http.StatusCreated:
+		var tx struct {
+			ID     string `json:"id"`
+			Points int64  `json:"points"`
+		}
+		_ = json.Unmarshal(body, &tx)
+		res.kind, res.txID, res.points = kindOK, tx.ID, tx.Points
+	case status == http.StatusTooManyRequests:
+		res.kind = kindRefused
+	case status == http.StatusServiceUnavailable && bytes.Contains(body, []byte(`"code":"overloaded"`)):
+		res.kind, res.status = kindRefused, "503 overloaded"
+	case status == http.StatusServiceUnavailable, status == http.StatusConflict && bytes.Contains(body, []byte("idempotency_key_in_flight")):
+		res.kind = kindOpen
+	default:
+		res.kind = kindRejected
+	}
+	return res
+}
+
+// check decides every open earn, then compares every member's history with
+// what was acknowledged.
+func (r *olRun) check() error {
+	hc := &http.Client{Timeout: 30 * time.Second}
+	for _, n := range r.open {
+		p := r.purchases[n]
+		for attempt := 0; ; attempt++ {
+			req, _ := http.NewRequest(http.MethodPost, r.url, bytes.NewReader(p.body))
+			req.Header.Set("Authorization", r.auth)
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Idempotency-Key", p.idem)
+			resp, err := hc.Do(req)
+			if err == nil {
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				res := classify(earnResult{purch: n, receipt: p.idem}, resp.StatusCode, body)
+				if res.kind == kindOK {
+					r.acked[p.idem] = res
+					break
+				}
+				if res.kind == kindRejected {
+					return fmt.Errorf("asking again for %s: HTTP %d %s", p.idem, resp.StatusCode, body)
+				}
+			}
+			if attempt > 200 {
+				return fmt.Errorf("%s still undecided after %d attempts", p.idem, attempt)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	seen := map[string]int{}
+	var points int64
+	for _, member := range r.fx.members {
+		cursor := ""
+		for {
+			q := url.Values{"limit": {"200"}}
+			if cursor != "" {
+				q.Set("cursor", cursor)
+			}
+			var page struct {
+				Items []struct {
+					Receipt string `json:"receipt"`
+					Type    string `json:"type"`
+					Points  int64  `json:"points"`
+				} `json:"items"`
+				NextCursor string `json:"next_cursor"`
+			}
+			if err := getJSON(hc, r.cfg.target+"/v1/members/"+member+"/transactions?"+q.Encode(), r.cfg.adminKey, &page); err != nil {
+				return err
+			}
+			for _, it := range page.Items {
+				if it.Type == "earn" && strings.HasPrefix(it.Receipt, "O"+r.runID+"-") {
+					seen[it.Receipt]++
+					points += it.Points
+				}
+			}
+			if page.NextCursor == "" {
+				break
+			}
+			cursor = page.NextCursor
+		}
+	}
+	var missing, doubled, unacked int
+	var ackedPoints int64
+	for receipt, res := range r.acked {
+		ackedPoints += res.points
+		switch seen[receipt] {
+		case 0:
+			missing++
+		case 1:
+		default:
+			doubled++
+		}
+	}
+	for receipt := range seen {
+		if _, ok := r.acked[receipt]; !ok {
+			unacked++
+		}
+	}
+	fmt.Printf("%d earns acknowledged, %d in the ledger: %d missing, %d more than once, %d written but never acknowledged; points %d acknowledged, %d in the ledger\n",
+		len(r.acked), len(seen), missing, doubled, unacked, ackedPoints, points)
+	if missing+doubled+unacked > 0 || ackedPoints != points {
+		return fmt.Errorf("the ledger does not hold exactly the acknowledged earns")
+	}
+	fmt.Println("every acknowledged earn is in the ledger exactly once, and nothing refused was written")
+	return nil
+}
+
+func getJSON(hc *http.Client, u, key string, out any) error {
+	for attempt := 0; ; attempt++ {
+		req, _ := http.NewRequest(http.MethodGet, u, nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := hc.Do(req)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return json.Unmarshal(body, out)
+			}
+			if resp.StatusCode != http.StatusServiceUnavailable && resp.StatusCode != http.StatusTooManyRequests {
+				return fmt.Errorf("GET %s: HTTP %d %s", u, resp.StatusCode, body)
+			}
+		}
+		if attempt > 50 {
+			return fmt.Errorf("GET %s: no answer after %d attempts: %v", u, attempt, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// prober watches the server while the overload runs: /healthz every 20 ms,
+// the database connections from /metrics every 250 ms.
+type prober struct {
+	target     string
+	healthMax  time.Duration
+	healthN    int
+	healthFail int
+	dbInUse    float64
+	dbMax      float64
+}
+
+func newProber(target string) *prober { return &prober{target: target} }
+
+func (p *prober) run(ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		hc := &http.Client{Timeout: 2 * time.Second}
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			start := time.Now()
+			resp, err := hc.Get(p.target + "/healthz")
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			took := time.Since(start)
+			p.healthN++
+			p.healthMax = max(p.healthMax, took)
+			if err != nil || resp.StatusCode != http.StatusOK {
+				p.healthFail++
+			}
+		}
+	})
+	wg.Go(func() {
+		hc := &http.Client{Timeout: 5 * time.Second}
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			resp, err := hc.Get(p.target + "/metrics")
+			if err != nil {
+				continue
+			}
+			sc := bufio.NewScanner(resp.Body)
+			sc.Buffer(make([]byte, 64<<10), 1<<20)
+			for sc.Scan() {
+				line := sc.Text()
+				for name, dst := range map[string]*float64{"pointd_db_connections_in_use ": &p.dbInUse, "pointd_db_connections_max ": &p.dbMax} {
+					if v, ok := strings.CutPrefix(line, name); ok {
+						if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && f > *dst {
+							*dst = f
+						}
+					}
+				}
+			}
+			resp.Body.Close()
+		}
+	})
+	go func() { wg.Wait(); close(done) }()
+	return done
+}
