@@ -50,6 +50,7 @@ type earnResult struct {
 	kind    int
 	status  string
 	lat     time.Duration
+	lag     time.Duration // from when it was due to when the client sent it
 	purch   int // index into the run's purchases
 	txID    string
 	points  int64
@@ -88,6 +89,7 @@ type stepStats struct {
 	dropped  int // not sent: the client had too many requests in flight
 	okLat    []time.Duration
 	refLat   []time.Duration
+	lags     []time.Duration
 	statuses map[string]int
 }
 
@@ -115,13 +117,13 @@ func runOverload(cfg config, fx *fixture, runID string) error {
 	if capacity <= 0 {
 		fmt.Printf("\ncapacity search: open-loop earns from %.0f/s, ×%.2f per %s step, until fewer than 95%% succeed or their p99 reaches %s\n\n",
 			cfg.startRate, cfg.growth, cfg.step, cfg.p99Goal)
-		fmt.Printf("%10s %10s %8s %9s %9s %s\n", "offered/s", "goodput/s", "ok %", "p50 ok", "p99 ok", "other answers")
+		fmt.Printf("%10s %10s %8s %9s %9s %9s %s\n", "offered/s", "goodput/s", "ok %", "p50 ok", "p99 ok", "p99 lag", "answers")
 		for rate := cfg.startRate; ; rate *= cfg.growth {
 			s := r.openLoop(rate, cfg.step)
 			okShare := float64(s.ok) / float64(max(1, s.sent+s.dropped))
 			p99 := pctl(s.okLat, 0.99)
-			fmt.Printf("%10.0f %10.0f %7.1f%% %9s %9s %s\n", rate, s.goodput(), 100*okShare,
-				fmtDur(pctl(s.okLat, 0.5)), fmtDur(p99), fmtErrors(s.statuses))
+			fmt.Printf("%10.0f %10.0f %7.1f%% %9s %9s %9s %s\n", rate, s.goodput(), 100*okShare,
+				fmtDur(pctl(s.okLat, 0.5)), fmtDur(p99), fmtDur(pctl(s.lags, 0.99)), fmtErrors(s.statuses))
 			if okShare < 0.95 || p99 >= cfg.p99Goal {
 				break
 			}
@@ -161,6 +163,8 @@ func runOverload(cfg config, fx *fixture, runID string) error {
 	row("/healthz slowest answer", fmt.Sprintf("%s (%d probes, %d failed)", fmtDur(pr.healthMax), pr.healthN, pr.healthFail),
 		"< 50ms", pr.healthMax < 50*time.Millisecond && pr.healthFail == 0)
 	fmt.Printf("%-34s %s\n", "answers", fmtErrors(s.statuses))
+	fmt.Printf("%-34s %s (from when a request was due to when the client sent it: the client's own delay, part of every latency above)\n",
+		"client lag p99", fmtDur(pctl(s.lags, 0.99)))
 	if s.rejected > 0 {
 		fmt.Printf("UNEXPECTED answers: %d (see above)\n", s.rejected)
 	}
@@ -180,6 +184,7 @@ func (r *olRun) openLoop(rate float64, d time.Duration) stepStats {
 		defer close(collected)
 		for res := range results {
 			s.statuses[res.status]++
+			s.lags = append(s.lags, res.lag)
 			switch res.kind {
 			case kindOK:
 				s.ok++
@@ -230,6 +235,7 @@ func (r *olRun) openLoop(rate float64, d time.Duration) stepStats {
 	<-collected
 	slices.Sort(s.okLat)
 	slices.Sort(s.refLat)
+	slices.Sort(s.lags)
 	return s
 }
 
@@ -256,8 +262,8 @@ func (r *olRun) send(n int, due time.Time) earnResult {
 	req.Header["Authorization"] = []string{r.auth}
 	req.Header["Content-Type"] = []string{"application/json"}
 	req.Header["Idempotency-Key"] = []string{p.idem}
+	res := earnResult{purch: n, receipt: p.idem, lag: time.Since(due)}
 	resp, err := r.hc.Do(req)
-	res := earnResult{purch: n, receipt: p.idem}
 	if err != nil {
 		res.kind, res.status, res.lat = kindOpen, "net", time.Since(due)
 		return res
