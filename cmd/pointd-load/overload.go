@@ -17,8 +17,11 @@ package main
 //     it is decided; then every member's history must hold every
 //     acknowledged earn exactly once and nothing else of this run.
 //
-// Latencies are measured from when a request was due, not from when it was
-// sent, so a client that falls behind does not hide the server's delay.
+// Latencies are measured from when a request was sent to when its answer
+// was read. The client's own delay — from when a request was due to when it
+// was sent, which grows when the machine is short of CPU — is reported
+// beside them as "lag": on a machine shared with the server, add it to read
+// the latency a crowd of separate clients would see.
 
 import (
 	"bufio"
@@ -262,15 +265,16 @@ func (r *olRun) send(n int, due time.Time) earnResult {
 	req.Header["Authorization"] = []string{r.auth}
 	req.Header["Content-Type"] = []string{"application/json"}
 	req.Header["Idempotency-Key"] = []string{p.idem}
-	res := earnResult{purch: n, receipt: p.idem, lag: time.Since(due)}
+	sent := time.Now()
+	res := earnResult{purch: n, receipt: p.idem, lag: sent.Sub(due)}
 	resp, err := r.hc.Do(req)
 	if err != nil {
-		res.kind, res.status, res.lat = kindOpen, "net", time.Since(due)
+		res.kind, res.status, res.lat = kindOpen, "net", time.Since(sent)
 		return res
 	}
 	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	res.lat = time.Since(due)
+	res.lat = time.Since(sent)
 	res.status = strconv.Itoa(resp.StatusCode)
 	if err != nil {
 		res.kind, res.status = kindOpen, "net"
