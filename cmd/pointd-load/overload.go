@@ -143,11 +143,13 @@ func runOverload(cfg config, fx *fixture, runID string) error {
 	fmt.Printf("\noverload: offering %.0f earns/s (%.1f× capacity) for %s\n", offered, cfg.factor, cfg.overloadFor)
 	time.Sleep(2 * time.Second)
 	pr := newProber(cfg.target)
+	before := scrapeHist(cfg.target)
 	ctx, stop := context.WithCancel(context.Background())
 	probes := pr.run(ctx)
 	s := r.openLoop(offered, cfg.overloadFor)
 	stop()
 	<-probes
+	after := scrapeHist(cfg.target)
 
 	good := s.goodput()
 	fmt.Printf("\n%-34s %s\n", "offered", fmt.Sprintf("%.0f/s (%d sent, %d not sent: client limit)", s.offered, s.sent, s.dropped))
@@ -166,6 +168,11 @@ func runOverload(cfg config, fx *fixture, runID string) error {
 	row("/healthz slowest answer", fmt.Sprintf("%s (%d probes, %d failed)", fmtDur(pr.healthMax), pr.healthN, pr.healthFail),
 		"< 50ms", pr.healthMax < 50*time.Millisecond && pr.healthFail == 0)
 	fmt.Printf("%-34s %s\n", "answers", fmtErrors(s.statuses))
+	for _, route := range []string{"POST /v1/earns", "GET /healthz"} {
+		p99, worst := histDelta(before, after, route)
+		fmt.Printf("%-34s p99 ≤ %s, slowest ≤ %s (the server's own histogram: arrival to end of handler, all answers)\n",
+			"server-side "+route, p99, worst)
+	}
 	fmt.Printf("%-34s %s (from when a request was due to when the client sent it: the client's own delay, part of every latency above)\n",
 		"client lag p99", fmtDur(pctl(s.lags, 0.99)))
 	if s.rejected > 0 {
@@ -486,4 +493,84 @@ func (p *prober) run(ctx context.Context) <-chan struct{} {
 	})
 	go func() { wg.Wait(); close(done) }()
 	return done
+}
+
+// histogram buckets of pointd_http_request_duration_seconds by route: le → count
+type hist map[string]map[float64]float64
+
+func scrapeHist(target string) hist {
+	out := hist{}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(target + "/metrics")
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "pointd_http_request_duration_seconds_bucket{")
+		if !ok {
+			continue
+		}
+		labels, value, ok := strings.Cut(line, "} ")
+		if !ok {
+			continue
+		}
+		var route string
+		var le float64
+		for _, kv := range strings.Split(labels, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			v = strings.Trim(v, `"`)
+			switch k {
+			case "route":
+				route = v
+			case "le":
+				if v == "+Inf" {
+					le = 1e9
+				} else {
+					le, _ = strconv.ParseFloat(v, 64)
+				}
+			}
+		}
+		n, _ := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if out[route] == nil {
+			out[route] = map[float64]float64{}
+		}
+		out[route][le] += n
+	}
+	return out
+}
+
+// histDelta is the p99 and the largest bucket bound of what route observed
+// between two scrapes.
+func histDelta(before, after hist, route string) (p99, worst string) {
+	les := make([]float64, 0, len(after[route]))
+	for le := range after[route] {
+		les = append(les, le)
+	}
+	slices.Sort(les)
+	if len(les) == 0 {
+		return "-", "-"
+	}
+	total := after[route][les[len(les)-1]] - before[route][les[len(les)-1]]
+	if total <= 0 {
+		return "-", "-"
+	}
+	bound := func(le float64) string {
+		if le >= 1e9 {
+			return "+Inf"
+		}
+		return fmtDur(time.Duration(le * float64(time.Second)))
+	}
+	p99, worst = "-", "-"
+	for _, le := range les {
+		n := after[route][le] - before[route][le]
+		if p99 == "-" && n >= 0.99*total {
+			p99 = bound(le)
+		}
+		if worst == "-" && n >= total {
+			worst = bound(le)
+		}
+	}
+	return p99, worst
 }
