@@ -54,7 +54,7 @@ type earnResult struct {
 	status  string
 	lat     time.Duration
 	lag     time.Duration // from when it was due to when the client sent it
-	purch   int // index into the run's purchases
+	purch   int           // index into the run's purchases
 	txID    string
 	points  int64
 	receipt string

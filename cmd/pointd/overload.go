@@ -75,19 +75,22 @@ func (o *overloadFlags) validate() error {
 // closes the Redis client, if any.
 func (o *overloadFlags) apply(ctx context.Context, cfg *api.Config, writeQueue int, mt *metrics.Metrics, log *slog.Logger, stdout io.Writer) (func(), error) {
 	if o.admission {
-		lc := func(initial, maxLimit int) admission.LimiterConfig {
+		lc := func(minLimit, initial, maxLimit int) admission.LimiterConfig {
 			c := admission.DefaultLimiterConfig()
-			c.Initial, c.Max, c.Queue, c.MaxWait, c.Target = initial, maxLimit, o.queue, o.wait, o.target
+			c.Min, c.Initial, c.Max, c.Queue, c.MaxWait, c.Target = minLimit, initial, maxLimit, o.queue, o.wait, o.target
 			return c
 		}
 		cfg.Admission = admission.New(admission.Config{PollInterval: o.poll, Classes: map[admission.Class]admission.LimiterConfig{
 			// Ledger writes: the writer batches what is in flight, so the
-			// limit may go as high as its queue.
-			admission.LedgerWrite: lc(128, max(128, writeQueue)),
+			// limit may go as high as its queue; and never below a few
+			// batches' worth, or a CPU-starved machine (where every latency
+			// rises, whatever the limit) would shrink batches and with them
+			// the writer's throughput.
+			admission.LedgerWrite: lc(32, 128, max(128, writeQueue)),
 			// Database reads wait for a fixed pool: a few times the pool
 			// keeps it busy.
-			admission.DBRead:     lc(64, 1024),
-			admission.CachedRead: lc(256, 8192),
+			admission.DBRead:     lc(8, 64, 1024),
+			admission.CachedRead: lc(64, 256, 8192),
 		}})
 	}
 	cfg.KeyRate = ratelimit.Limit{PerSecond: o.keyRate, Burst: o.keyBurst}

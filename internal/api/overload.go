@@ -134,14 +134,17 @@ func (s *Server) admit(pattern string, h http.Handler) http.Handler {
 				Message: "the request ran out of time before it could start; nothing was done"})
 			return
 		}
-		h.ServeHTTP(w, r)
 		// Work let in but refused further down (the writer's 503, a
-		// deadline) tells the limiter it let in too much.
-		dropped := r.Context().Err() != nil
-		if sw, ok := w.(*statusWriter); ok && sw.status == http.StatusServiceUnavailable {
-			dropped = true
-		}
-		tok.Done(dropped)
+		// deadline, a panic) tells the limiter it let in too much. Deferred:
+		// a handler that panics must not keep its slot forever.
+		defer func() {
+			dropped := r.Context().Err() != nil
+			if sw, ok := w.(*statusWriter); ok && (sw.status == http.StatusServiceUnavailable || !sw.wrote) {
+				dropped = true
+			}
+			tok.Done(dropped)
+		}()
+		h.ServeHTTP(w, r)
 	})
 }
 
