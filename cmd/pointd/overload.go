@@ -93,6 +93,7 @@ func (o *overloadFlags) apply(ctx context.Context, cfg *api.Config, writeQueue i
 			admission.CachedRead: lc(64, 256, 8192),
 		}})
 	}
+	cfg.PollInterval = o.poll
 	cfg.KeyRate = ratelimit.Limit{PerSecond: o.keyRate, Burst: o.keyBurst}
 	cfg.IPRate = ratelimit.Limit{PerSecond: o.ipRate, Burst: o.ipBurst}
 	noop := func() {}

@@ -374,3 +374,45 @@ func TestRequestTimeoutReachesTheWriter(t *testing.T) {
 		t.Errorf("receipts in the ledger %v; want R-first only (R-second was abandoned)", receipts)
 	}
 }
+
+func TestClassOfEveryRoute(t *testing.T) {
+	for pattern, want := range map[string]admission.Class{
+		"GET /healthz":                      admission.Unlimited,
+		"GET /readyz":                       admission.Unlimited,
+		"GET /metrics":                      admission.Unlimited,
+		"GET /debug/pprof/profile":          admission.Unlimited,
+		"POST /v1/ping":                     admission.CachedRead,
+		"GET /v1/openapi.json":              admission.CachedRead,
+		"GET /v1/notices":                   admission.CachedRead,
+		"GET /v1/notices/{id}":              admission.CachedRead,
+		"GET /v1/me/badges":                 admission.CachedRead,
+		"POST /v1/me/badges/seen":           admission.CachedRead,
+		"POST /v1/notices":                  admission.DBRead,
+		"POST /v1/earns":                    admission.LedgerWrite,
+		"POST /v1/redemptions":              admission.LedgerWrite,
+		"POST /v1/holds":                    admission.LedgerWrite,
+		"POST /v1/holds/{id}/capture":       admission.LedgerWrite,
+		"POST /v1/holds/{id}/void":          admission.LedgerWrite,
+		"POST /v1/cancellations":            admission.LedgerWrite,
+		"POST /v1/adjustments":              admission.LedgerWrite,
+		"GET /v1/holds/{id}":                admission.DBRead,
+		"GET /v1/members/{id}/balance":      admission.DBRead,
+		"GET /v1/members/{id}/transactions": admission.DBRead,
+		"POST /v1/members":                  admission.DBRead,
+		"POST /v1/keys":                     admission.DBRead,
+	} {
+		if got := classOf(pattern); got != want {
+			t.Errorf("%s: class %s, want %s", pattern, got, want)
+		}
+	}
+}
+
+func TestPollIntervalWithoutAdmission(t *testing.T) {
+	h := newHarness(t, withConfig(func(c *Config) { c.PollInterval = 45 * time.Second }))
+	if got := h.get("/v1/openapi.json", "").header.Get(headerPollInterval); got != "45" {
+		t.Errorf("Poll-Interval %q, want 45", got)
+	}
+	if got := h.get("/healthz", "").header.Get(headerPollInterval); got != "" {
+		t.Errorf("/healthz answers Poll-Interval %q; it is for /v1 reads", got)
+	}
+}

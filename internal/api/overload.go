@@ -117,7 +117,7 @@ func (s *Server) admit(pattern string, h http.Handler) http.Handler {
 			}
 		}
 		if poll {
-			w.Header().Set(headerPollInterval, strconv.Itoa(int(s.cfg.Admission.PollInterval()/time.Second)))
+			w.Header().Set(headerPollInterval, strconv.Itoa(int(s.pollInterval()/time.Second)))
 		}
 		if class == admission.Unlimited || s.cfg.Admission == nil {
 			h.ServeHTTP(w, r)
@@ -227,4 +227,15 @@ func checkKeyRateLimit(perSecond, burst int) *ledger.Error {
 		return ledger.Invalid("rate_limit_burst", "needs rate_limit_per_second: a burst belongs to the key's own limit")
 	}
 	return nil
+}
+
+// pollInterval is what Poll-Interval says now.
+func (s *Server) pollInterval() time.Duration {
+	switch {
+	case s.cfg.Admission != nil:
+		return s.cfg.Admission.PollInterval()
+	case s.cfg.PollInterval > 0:
+		return s.cfg.PollInterval
+	}
+	return 30 * time.Second
 }

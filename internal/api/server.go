@@ -48,6 +48,9 @@ type Config struct {
 	KeyRate ratelimit.Limit
 	// IPRate is every client address's limit under /v1/.
 	IPRate ratelimit.Limit
+	// PollInterval is the Poll-Interval answered when Admission is nil
+	// (with Admission, it says; it rises with load); 0: 30 s.
+	PollInterval time.Duration
 }
 
 // DBStats is the database pool as /readyz shows it: whatever the load,
