@@ -175,6 +175,9 @@ func runOverload(cfg config, fx *fixture, runID string) error {
 	row("/healthz slowest answer", fmt.Sprintf("%s (%d probes, %d failed)", fmtDur(pr.healthMax), pr.healthN, pr.healthFail),
 		"< 50ms", pr.healthMax < 50*time.Millisecond && pr.healthFail == 0)
 	fmt.Printf("%-34s %s\n", "answers", fmtErrors(s.statuses))
+	if pr.limitHi > 0 {
+		fmt.Printf("%-34s from %g to %g\n", "ledger_write admission limit", pr.limitLo, pr.limitHi)
+	}
 	for _, route := range []string{"POST /v1/earns", "GET /healthz"} {
 		p99, worst := histDelta(before, after, route)
 		fmt.Printf("%-34s p99 ≤ %s, slowest ≤ %s (the server's own histogram: arrival to end of handler, all answers)\n",
@@ -438,6 +441,8 @@ type prober struct {
 	healthFail int
 	dbInUse    float64
 	dbMax      float64
+	// the ledger_write admission limit seen, lowest and highest
+	limitLo, limitHi float64
 }
 
 func newProber(target string) *prober { return &prober{target: target} }
@@ -487,6 +492,14 @@ func (p *prober) run(ctx context.Context) <-chan struct{} {
 			sc.Buffer(make([]byte, 64<<10), 1<<20)
 			for sc.Scan() {
 				line := sc.Text()
+				if v, ok := strings.CutPrefix(line, `pointd_admission_limit{class="ledger_write"} `); ok {
+					if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+						if p.limitHi == 0 || f < p.limitLo {
+							p.limitLo = f
+						}
+						p.limitHi = max(p.limitHi, f)
+					}
+				}
 				for name, dst := range map[string]*float64{"pointd_db_connections_in_use ": &p.dbInUse, "pointd_db_connections_max ": &p.dbMax} {
 					if v, ok := strings.CutPrefix(line, name); ok {
 						if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && f > *dst {
