@@ -104,7 +104,7 @@ func TestLocalAccounting(t *testing.T) {
 }
 
 // testRedis connects to the test Redis and fails (never skips) without it.
-func testRedis(t *testing.T) *redis.Client {
+func testRedis(t testing.TB) *redis.Client {
 	t.Helper()
 	url := os.Getenv("POINTD_TEST_REDIS")
 	if url == "" {
