@@ -101,7 +101,7 @@ func parseFlags(args []string) (config, error) {
 		c.conns = append(c.conns, n)
 	}
 	switch c.endpoint {
-	case "earn", "ping", "both", "overload":
+	case "earn", "ping", "both", "overload", "probe":
 	default:
 		return c, fmt.Errorf("--endpoint must be earn, ping, both or overload, got %q", c.endpoint)
 	}
@@ -136,6 +136,9 @@ func run(args []string) error {
 	}
 	runID := randomHex(4)
 	setupClient := &http.Client{Timeout: 30 * time.Second}
+	if cfg.endpoint == "probe" { // the overload mode's prober, a process of its own
+		return runProbe(cfg)
+	}
 	if cfg.setup {
 		fx, err := setUp(setupClient, cfg, runID)
 		if err != nil {

@@ -33,6 +33,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -149,14 +151,21 @@ func runOverload(cfg config, fx *fixture, runID string) error {
 	offered := capacity * cfg.factor
 	fmt.Printf("\noverload: offering %.0f earns/s (%.1f× capacity) for %s\n", offered, cfg.factor, cfg.overloadFor)
 	time.Sleep(2 * time.Second)
-	pr := newProber(cfg.target)
 	before := scrapeHist(cfg.target)
-	ctx, stop := context.WithCancel(context.Background())
-	probes := pr.run(ctx)
+	// The prober is a process of its own, as a load balancer's health
+	// check is: inside this one, its requests would wait behind the
+	// thousands of goroutines of the load for a CPU.
+	probeOut, probeDone, err := startProber(cfg.target, cfg.overloadFor)
+	if err != nil {
+		return err
+	}
 	s := r.openLoop(offered, cfg.overloadFor)
-	stop()
-	<-probes
+	<-probeDone
 	after := scrapeHist(cfg.target)
+	var pr prober
+	if err := json.Unmarshal(probeOut.Bytes(), &pr); err != nil {
+		return fmt.Errorf("the prober answered %q: %v", probeOut.String(), err)
+	}
 
 	good := s.goodput()
 	fmt.Printf("\n%-34s %s\n", "offered", fmt.Sprintf("%.0f/s (%d sent, %d not sent: client limit)", s.offered, s.sent, s.dropped))
@@ -171,12 +180,12 @@ func runOverload(cfg config, fx *fixture, runID string) error {
 	row("p99 of accepted earns", fmtDur(pctl(s.okLat, 0.99)), "< 200ms", pctl(s.okLat, 0.99) < 200*time.Millisecond)
 	row("p99 of refusals (503/429)", fmt.Sprintf("%s (p50 %s, %d refused)", fmtDur(pctl(s.refLat, 0.99)), fmtDur(pctl(s.refLat, 0.5)), s.refused), "< 10ms",
 		pctl(s.refLat, 0.99) < 10*time.Millisecond)
-	row("DB connections in use, max", fmt.Sprintf("%g of %g", pr.dbInUse, pr.dbMax), "≤ bound", pr.dbMax > 0 && pr.dbInUse <= pr.dbMax)
-	row("/healthz slowest answer", fmt.Sprintf("%s (%d probes, %d failed)", fmtDur(pr.healthMax), pr.healthN, pr.healthFail),
-		"< 50ms", pr.healthMax < 50*time.Millisecond && pr.healthFail == 0)
+	row("DB connections in use, max", fmt.Sprintf("%g of %g", pr.DBInUse, pr.DBMax), "≤ bound", pr.DBMax > 0 && pr.DBInUse <= pr.DBMax)
+	row("/healthz slowest answer", fmt.Sprintf("%s (%d probes, %d failed)", fmtDur(pr.HealthMax), pr.HealthN, pr.HealthFail),
+		"< 50ms", pr.HealthMax < 50*time.Millisecond && pr.HealthFail == 0)
 	fmt.Printf("%-34s %s\n", "answers", fmtErrors(s.statuses))
-	if pr.limitHi > 0 {
-		fmt.Printf("%-34s from %g to %g\n", "ledger_write admission limit", pr.limitLo, pr.limitHi)
+	if pr.LimitHi > 0 {
+		fmt.Printf("%-34s from %g to %g\n", "ledger_write admission limit", pr.LimitLo, pr.LimitHi)
 	}
 	for _, route := range []string{"POST /v1/earns", "GET /healthz"} {
 		p99, worst := histDelta(before, after, route)
@@ -436,16 +445,43 @@ func getJSON(hc *http.Client, u, key string, out any) error {
 // the database connections from /metrics every 250 ms.
 type prober struct {
 	target     string
-	healthMax  time.Duration
-	healthN    int
-	healthFail int
-	dbInUse    float64
-	dbMax      float64
+	HealthMax  time.Duration `json:"health_max"`
+	HealthN    int           `json:"health_probes"`
+	HealthFail int           `json:"health_failed"`
+	DBInUse    float64       `json:"db_in_use_max"`
+	DBMax      float64       `json:"db_max"`
 	// the ledger_write admission limit seen, lowest and highest
-	limitLo, limitHi float64
+	LimitLo float64 `json:"limit_lo"`
+	LimitHi float64 `json:"limit_hi"`
 }
 
-func newProber(target string) *prober { return &prober{target: target} }
+// startProber runs this program again as the prober (--endpoint probe) for
+// d; its JSON report is in the buffer once done is closed.
+func startProber(target string, d time.Duration) (*bytes.Buffer, <-chan struct{}, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, nil, err
+	}
+	var out bytes.Buffer
+	cmd := exec.Command(self, "--endpoint", "probe", "--target", target, "--duration", d.String(), "--admin-key", "-")
+	cmd.Stdout, cmd.Stderr = &out, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, nil, fmt.Errorf("start the prober: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	return &out, done, nil
+}
+
+// runProbe is --endpoint probe: probe for cfg.duration, then print the
+// report as JSON.
+func runProbe(cfg config) error {
+	p := &prober{target: cfg.target}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.duration)
+	defer cancel()
+	<-p.run(ctx)
+	return json.NewEncoder(os.Stdout).Encode(p)
+}
 
 func (p *prober) run(ctx context.Context) <-chan struct{} {
 	done := make(chan struct{})
@@ -467,10 +503,10 @@ func (p *prober) run(ctx context.Context) <-chan struct{} {
 				resp.Body.Close()
 			}
 			took := time.Since(start)
-			p.healthN++
-			p.healthMax = max(p.healthMax, took)
+			p.HealthN++
+			p.HealthMax = max(p.HealthMax, took)
 			if err != nil || resp.StatusCode != http.StatusOK {
-				p.healthFail++
+				p.HealthFail++
 			}
 		}
 	})
@@ -494,13 +530,13 @@ func (p *prober) run(ctx context.Context) <-chan struct{} {
 				line := sc.Text()
 				if v, ok := strings.CutPrefix(line, `pointd_admission_limit{class="ledger_write"} `); ok {
 					if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
-						if p.limitHi == 0 || f < p.limitLo {
-							p.limitLo = f
+						if p.LimitHi == 0 || f < p.LimitLo {
+							p.LimitLo = f
 						}
-						p.limitHi = max(p.limitHi, f)
+						p.LimitHi = max(p.LimitHi, f)
 					}
 				}
-				for name, dst := range map[string]*float64{"pointd_db_connections_in_use ": &p.dbInUse, "pointd_db_connections_max ": &p.dbMax} {
+				for name, dst := range map[string]*float64{"pointd_db_connections_in_use ": &p.DBInUse, "pointd_db_connections_max ": &p.DBMax} {
 					if v, ok := strings.CutPrefix(line, name); ok {
 						if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && f > *dst {
 							*dst = f
