@@ -416,3 +416,18 @@ func TestPollIntervalWithoutAdmission(t *testing.T) {
 		t.Errorf("/healthz answers Poll-Interval %q; it is for /v1 reads", got)
 	}
 }
+
+func TestClientBucket(t *testing.T) {
+	for remote, want := range map[string]string{
+		"192.0.2.7:5555":             "192.0.2.7",
+		"[::ffff:192.0.2.7]:5555":    "192.0.2.7",
+		"[2001:db8:1:2:3:4:5:6]:443": "2001:db8:1:2::/64",
+		"[2001:db8:1:2:ffff::1]:443": "2001:db8:1:2::/64",
+		"[2001:db8:1:3::1]:443":      "2001:db8:1:3::/64",
+		"not an address":             "not an address",
+	} {
+		if got := clientBucket(remote); got != want {
+			t.Errorf("clientBucket(%q) = %q, want %q", remote, got, want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -156,11 +157,7 @@ func (s *Server) limitIP(next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/v1/") {
-			host, _, err := net.SplitHostPort(r.RemoteAddr)
-			if err != nil {
-				host = r.RemoteAddr
-			}
-			if !s.rateLimit(w, r, "ip:"+host, s.cfg.IPRate, metrics.ScopeIP) {
+			if !s.rateLimit(w, r, "ip:"+clientBucket(r.RemoteAddr), s.cfg.IPRate, metrics.ScopeIP) {
 				return
 			}
 		}
@@ -238,4 +235,24 @@ func (s *Server) pollInterval() time.Duration {
 		return s.cfg.PollInterval
 	}
 	return 30 * time.Second
+}
+
+// clientBucket is the rate-limit bucket of a client address: the address
+// itself for IPv4, its /64 for IPv6, since one IPv6 client commonly holds a
+// whole /64 and could otherwise take a new bucket per request.
+func clientBucket(remote string) string {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
 }
