@@ -38,7 +38,7 @@ type overloadFlags struct {
 func (o *overloadFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.redisURL, "redis", "", "Redis URL (redis://host:6379/0) to share rate limits between instances; empty: limits in this process only")
 	fs.StringVar(&o.redisPrefix, "redis-prefix", "pointd:", "start of every Redis key pointd writes, so that deployments can share one Redis")
-	fs.Float64Var(&o.keyRate, "rate-limit-key", 1000, "requests per second an API key may send unless it has its own limit (0: no limit)")
+	fs.Float64Var(&o.keyRate, "rate-limit-key", 1000, "requests per second a non-admin API key may send unless it has its own limit (0: no limit)")
 	fs.IntVar(&o.keyBurst, "rate-limit-key-burst", 0, "requests a key without its own limit may send at once (0: one second's worth)")
 	fs.Float64Var(&o.ipRate, "rate-limit-ip", 0, "requests per second one client address may send under /v1/ (0: no limit; behind a proxy, every client has the proxy's address)")
 	fs.IntVar(&o.ipBurst, "rate-limit-ip-burst", 0, "requests one client address may send at once (0: one second's worth)")

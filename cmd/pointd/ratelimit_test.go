@@ -130,8 +130,13 @@ func TestRateLimitsSurviveRedisDown(t *testing.T) {
 	admin := srv.adminKey()
 	srv.start()
 	c := newAPIClient(srv.addr, 4)
+	// A key with a limit of its own: admin keys have no default limit.
+	var limited struct {
+		Key string `json:"key"`
+	}
+	c.mustCreate(t, "/v1/keys", admin, "limited-admin", map[string]any{"role": "admin", "rate_limit_per_second": 1000}, &limited)
 	for i := range 20 {
-		st, _, body, err := c.do(context.Background(), http.MethodPost, "/v1/ping", admin, "", []byte(`{}`))
+		st, _, body, err := c.do(context.Background(), http.MethodPost, "/v1/ping", limited.Key, "", []byte(`{}`))
 		if err != nil || st != http.StatusOK {
 			t.Fatalf("request %d with Redis down: HTTP %d %v %s", i, st, err, body)
 		}

@@ -46,7 +46,7 @@ func TestKeyRateLimit(t *testing.T) {
 		c.RateLimiter = ratelimit.NewLocal(clk.Now)
 		c.KeyRate = ratelimit.Limit{PerSecond: 5, Burst: 20} // keys without their own limit
 	}))
-	w := h.newWorld() // the admin key's few setup requests take from its own bucket
+	w := h.newWorld()
 
 	own := want[keyResponse](t, h.post("/v1/keys", h.admin, h.idem(), map[string]any{
 		"role": "pos", "merchant_id": w.merchantA, "rate_limit_per_second": 2, "rate_limit_burst": 3,
@@ -109,6 +109,28 @@ func TestKeyRateLimit(t *testing.T) {
 		}
 		if n != 20 {
 			t.Errorf("%d of 30 passed, want the default burst of 20", n)
+		}
+	})
+	t.Run("an admin key without a limit of its own is not limited", func(t *testing.T) {
+		h := h.at(t)
+		for i := range 30 {
+			if r := ping(h, h.admin, nil); r.status != http.StatusOK {
+				t.Fatalf("admin request %d: %s", i+1, r)
+			}
+		}
+	})
+	t.Run("an admin key with a limit of its own is", func(t *testing.T) {
+		h := h.at(t)
+		k := want[keyResponse](t, h.post("/v1/keys", h.admin, h.idem(), map[string]any{
+			"role": "admin", "rate_limit_per_second": 1, "rate_limit_burst": 2}), http.StatusCreated)
+		n := 0
+		for range 5 {
+			if ping(h, k.Key, nil).status == http.StatusOK {
+				n++
+			}
+		}
+		if n != 2 {
+			t.Errorf("%d of 5 passed, want its burst of 2", n)
 		}
 	})
 	t.Run("keys have separate buckets", func(t *testing.T) {
