@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/ledger"
@@ -46,6 +47,7 @@ type harnessConfig struct {
 	keys    func(auth.KeyStore) auth.KeyStore
 	server  func(*Config) // when set, changes the server's Config (overload tests)
 	entered chan struct{} // when set with gate, told each time a write reaches the gate
+	slow    time.Duration // when set, every ledger write takes at least this long
 }
 
 type option func(*harnessConfig)
@@ -54,6 +56,20 @@ func withBackend(b backend) option            { return func(c *harnessConfig) { 
 func withMode(m auth.Mode) option             { return func(c *harnessConfig) { c.mode = m } }
 func withWriter(w ledger.WriterConfig) option { return func(c *harnessConfig) { c.writer = w } }
 func withGate(g chan struct{}) option         { return func(c *harnessConfig) { c.gate = g } }
+
+// withSlowWrites makes every ledger write take at least d.
+func withSlowWrites(d time.Duration) option { return func(c *harnessConfig) { c.slow = d } }
+
+// slowStore is the store of withSlowWrites.
+type slowStore struct {
+	ledger.Store
+	d time.Duration
+}
+
+func (s slowStore) Write(ctx context.Context, fn func(ledger.BatchTx) error) error {
+	time.Sleep(s.d)
+	return s.Store.Write(ctx, fn)
+}
 
 // withGateEntered is told (without blocking) each time a write waits at the gate.
 func withGateEntered(ch chan struct{}) option { return func(c *harnessConfig) { c.entered = ch } }
@@ -148,6 +164,9 @@ func newHarness(t *testing.T, opts ...option) *harness {
 	var ws ledger.Store = store
 	if cfg.gate != nil {
 		ws = gatedStore{Store: store, gate: cfg.gate, entered: cfg.entered}
+	}
+	if cfg.slow > 0 {
+		ws = slowStore{Store: ws, d: cfg.slow}
 	}
 	h.writer = ledger.NewWriter(ws, cfg.writer)
 	t.Cleanup(h.writer.Close)

@@ -453,3 +453,26 @@ func TestClientBucket(t *testing.T) {
 		}
 	}
 }
+
+// TestShortDeadlineRefusedAtOnce: once the writer has learned that an
+// operation takes 200 ms, an earn whose client allows 50 ms is refused at
+// once with 503 overloaded — it could not be done in time — and nothing of
+// it is written; without the header the same earn succeeds.
+func TestShortDeadlineRefusedAtOnce(t *testing.T) {
+	h := newHarness(t, withSlowWrites(200*time.Millisecond))
+	w := h.newWorld()
+	body := func() map[string]any {
+		return map[string]any{"member_id": w.member.ID, "store_id": w.storeA, "receipt": h.receipt(), "purchase_amount": 1000}
+	}
+	h.earn(w.posA, w.storeA, w.member.ID, 1000) // the writer learns how long an operation takes
+	r := h.do(req{method: http.MethodPost, path: "/v1/earns", key: w.posA, idem: h.idem(), body: body(),
+		header: map[string]string{headerRequestTimeout: "0.05"}})
+	problem(t, r, http.StatusServiceUnavailable, ledger.CodeOverloaded, "-")
+	if r.header.Get("Retry-After") == "" {
+		t.Error("no Retry-After")
+	}
+	if n := len(h.history(w.member.ID, 10)); n != 1 {
+		t.Errorf("%d transactions, want only the first earn", n)
+	}
+	want[opResponse](t, h.post("/v1/earns", w.posA, h.idem(), body()), http.StatusCreated)
+}
