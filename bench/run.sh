@@ -8,7 +8,9 @@
 #
 # Environment: CONNS (1,16,64), DURATION (10s), WARMUP (1s), ENDPOINT (both),
 # ADDR (127.0.0.1:7171), WRK=1 to also run wrk with bench/earn.lua at the
-# largest connection count, SERVE_ARGS for extra `pointd serve` flags.
+# largest connection count, SERVE_ARGS for extra `pointd serve` flags,
+# LOAD_ARGS for extra pointd-load flags. ENDPOINT=overload runs the overload
+# benchmark instead (capacity search, then 3× capacity for 60 s; README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,7 +53,7 @@ curl -fsS "http://$ADDR/readyz" >/dev/null || { echo "server not ready" >&2; cat
 
 echo "pointd on $ADDR, ${db[*]}; $(nproc) CPUs; $(go version)"
 go run ./cmd/pointd-load --target "http://$ADDR" --admin-key "$key" \
-	--conns "$CONNS" --duration "$DURATION" --warmup "$WARMUP" --endpoint "$ENDPOINT"
+	--conns "$CONNS" --duration "$DURATION" --warmup "$WARMUP" --endpoint "$ENDPOINT" ${LOAD_ARGS:-}
 
 if [ "${WRK:-}" = 1 ] && command -v wrk >/dev/null; then
 	c=${CONNS##*,}

@@ -51,6 +51,17 @@ type config struct {
 	timeout  time.Duration
 	rateBP   int64
 	setup    bool
+	keyRate  int
+
+	// --endpoint overload (overload.go)
+	capacity    float64
+	startRate   float64
+	growth      float64
+	step        time.Duration
+	p99Goal     time.Duration
+	factor      float64
+	overloadFor time.Duration
+	maxInFlight int
 }
 
 func parseFlags(args []string) (config, error) {
@@ -61,12 +72,21 @@ func parseFlags(args []string) (config, error) {
 	conns := fs.String("conns", "1,16,64", "connection counts to measure, comma separated")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured time of each run")
 	fs.DurationVar(&c.warmup, "warmup", time.Second, "unmeasured time before each run")
-	fs.StringVar(&c.endpoint, "endpoint", "both", "earn, ping or both")
+	fs.StringVar(&c.endpoint, "endpoint", "both", "earn, ping, both, or overload (open loop: capacity, then --factor × capacity)")
 	fs.IntVar(&c.members, "members", 1000, "members the earns rotate over")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "client timeout of one request")
 	fs.Int64Var(&c.rateBP, "earn-rate-bp", 100, "earn rate of the synthetic merchant")
 	fs.BoolVar(&c.setup, "setup-only", false, "only set up, and print POINTD_KEY, POINTD_STORE, POINTD_MEMBERS and POINTD_RUN\n"+
 		"as shell assignments (for bench/earn.lua: eval \"$(pointd-load --setup-only …)\")")
+	fs.IntVar(&c.keyRate, "key-rate", 1_000_000, "rate_limit_per_second of the POS key it creates (high: measure the server, not the key's limit)")
+	fs.Float64Var(&c.capacity, "capacity", 0, "overload: the capacity in earns/s, skipping the search (0: search)")
+	fs.Float64Var(&c.startRate, "start-rate", 500, "overload: the first offered rate of the capacity search, earns/s")
+	fs.Float64Var(&c.growth, "growth", 1.25, "overload: the factor between two steps of the capacity search")
+	fs.DurationVar(&c.step, "step", 5*time.Second, "overload: how long each step of the capacity search lasts")
+	fs.DurationVar(&c.p99Goal, "p99-goal", 100*time.Millisecond, "overload: the p99 a step must keep to count as held")
+	fs.Float64Var(&c.factor, "factor", 3, "overload: offered load as a multiple of the capacity")
+	fs.DurationVar(&c.overloadFor, "overload-for", 60*time.Second, "overload: how long the overload lasts")
+	fs.IntVar(&c.maxInFlight, "max-in-flight", 20_000, "overload: requests the client keeps in flight at most (more are counted as not sent)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -81,12 +101,16 @@ func parseFlags(args []string) (config, error) {
 		c.conns = append(c.conns, n)
 	}
 	switch c.endpoint {
-	case "earn", "ping", "both":
+	case "earn", "ping", "both", "overload", "probe":
 	default:
-		return c, fmt.Errorf("--endpoint must be earn, ping or both, got %q", c.endpoint)
+		return c, fmt.Errorf("--endpoint must be earn, ping, both or overload, got %q", c.endpoint)
 	}
 	if c.adminKey == "" {
 		return c, errors.New("--admin-key (or $POINTD_ADMIN_KEY) is required: create one with 'pointd keys create --role admin'")
+	}
+	if c.startRate <= 0 || c.growth <= 1 || c.step <= 0 || c.p99Goal <= 0 || c.factor <= 0 || c.overloadFor <= 0 ||
+		c.maxInFlight < 1 || c.capacity < 0 || c.keyRate < 0 {
+		return c, errors.New("overload flags: --start-rate, --step, --p99-goal, --factor, --overload-for, --max-in-flight must be positive, --growth above 1")
 	}
 	if c.duration <= 0 || c.members < 1 || c.timeout <= 0 {
 		return c, errors.New("--duration, --members and --timeout must be positive")
@@ -112,6 +136,9 @@ func run(args []string) error {
 	}
 	runID := randomHex(4)
 	setupClient := &http.Client{Timeout: 30 * time.Second}
+	if cfg.endpoint == "probe" { // the overload mode's prober, a process of its own
+		return runProbe(cfg)
+	}
 	if cfg.setup {
 		fx, err := setUp(setupClient, cfg, runID)
 		if err != nil {
@@ -134,6 +161,10 @@ func run(args []string) error {
 			fx.merchantID, fx.storeID, len(fx.members), time.Since(t0).Round(time.Millisecond))
 	} else {
 		fx.pos = cfg.adminKey // ping takes any key
+	}
+
+	if cfg.endpoint == "overload" {
+		return runOverload(cfg, &fx, runID)
 	}
 
 	var results []result
@@ -234,7 +265,7 @@ func setUp(hc *http.Client, cfg config, runID string) (fixture, error) {
 	}
 	fx.storeID = idOut.ID
 	if err := post(hc, cfg, cfg.adminKey, "/v1/keys", "load-pos-key-"+runID,
-		map[string]any{"role": "pos", "merchant_id": fx.merchantID, "name": "pointd-load " + runID}, &idOut); err != nil {
+		map[string]any{"role": "pos", "merchant_id": fx.merchantID, "name": "pointd-load " + runID, "rate_limit_per_second": cfg.keyRate}, &idOut); err != nil {
 		return fx, err
 	}
 	fx.pos = idOut.Key

@@ -400,7 +400,7 @@ func retryable(status int, body []byte, err error) bool {
 		return true
 	}
 	switch status {
-	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
+	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout, http.StatusTooManyRequests:
 		return true
 	case http.StatusConflict:
 		return bytes.Contains(body, []byte(`"idempotency_key_in_flight"`))
@@ -583,9 +583,13 @@ func (l *load) earn(ctx context.Context, p *purchase) {
 			return
 		}
 		p.ambiguous++
+		wait := backoff
+		if s, err := strconv.Atoi(hdr.Get("Retry-After")); err == nil && s > 0 { // 429, 503: as a good POS does
+			wait = max(wait, time.Duration(s)*time.Second)
+		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, 300*time.Millisecond)
 	}

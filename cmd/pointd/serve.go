@@ -19,6 +19,7 @@ import (
 	"github.com/pointd/pointd/internal/member"
 	"github.com/pointd/pointd/internal/metrics"
 	"github.com/pointd/pointd/internal/ops"
+	"github.com/redis/go-redis/v9"
 )
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -45,11 +46,14 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var mf memberFlags // members' logins (issue 3, member side)
 	mf.register(fs)
 	// The read path (issue 4): shared caches, notice caching and badge polling.
-	redisURL := fs.String("redis", "", "Redis URL (redis://host:6379/0): share caches and invalidations between instances; empty: in-process caches")
-	redisPrefix := fs.String("redis-prefix", "pointd:", "prefix of every Redis key and channel pointd uses (instances sharing data must agree)")
 	noticeMaxAge := fs.Duration("notice-max-age", 30*time.Second, "Cache-Control max-age of notice answers (what nginx or a CDN may serve without asking)")
 	pollInterval := fs.Duration("badge-poll", time.Minute, "how often member apps are told they may poll badges")
+	var ov overloadFlags // overload.go: admission control, rate limits, Redis
+	ov.register(fs)
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := ov.validate(); err != nil {
 		return err
 	}
 	m := auth.Mode(*mode)
@@ -119,25 +123,26 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	jobs, stopJobs := context.WithCancel(context.Background())
 	defer stopJobs()
+	// One Redis client for the shared caches and the shared rate limits.
 	var shared *cache.Shared
-	if *redisURL != "" {
-		rdb, err := openRedis(ctx, *redisURL)
-		if err != nil {
+	var rdb *redis.Client
+	if ov.redisURL != "" {
+		if rdb, err = openRedis(ctx, ov.redisURL, log); err != nil {
 			w.Close()
 			return err
 		}
 		defer rdb.Close()
-		shared = cache.NewShared(rdb, *redisPrefix, log)
+		shared = cache.NewShared(rdb, ov.redisPrefix, log)
 		if err := shared.Start(jobs); err != nil {
-			w.Close()
-			return fmt.Errorf("--redis: %w", err)
+			log.Warn("shared caches: no invalidations from other instances until Redis answers", "err", err)
 		}
 	}
 	mt.Caches(api.CacheNames...)
-	srv := api.New(api.Config{Mode: m, RequestTimeout: *reqTimeout, LogRequests: *logRequests, DBStats: stats,
+	apicfg := api.Config{Mode: m, RequestTimeout: *reqTimeout, LogRequests: *logRequests, DBStats: stats,
 		Metrics: mt, MetricsAuth: *metricsAuth, KeyCacheTTL: *keyCacheTTL,
-		Shared: shared, NoticeMaxAge: *noticeMaxAge, PollInterval: *pollInterval},
-		db, db, w, log, ready)
+		Shared: shared, NoticeMaxAge: *noticeMaxAge, BadgePoll: *pollInterval}
+	ov.apply(&apicfg, *queue, rdb, mt, log, stdout)
+	srv := api.New(apicfg, db, db, w, log, ready)
 	srv.UseMembers(member.NewService(mf.config(m, d.phones, log), db, db), db)
 	if mf.webhook == "" {
 		log.Warn("member login codes are written to this log (no --otp-webhook): fine for trying pointd, not for real members")

@@ -21,9 +21,6 @@ const (
 	holdWarning = 5 * time.Minute
 	// pointsWarning: points expiring within this are "expiring soon".
 	pointsWarning = 30 * 24 * time.Hour
-	// headerPollInterval tells a polling client how many seconds to wait
-	// before it asks again.
-	headerPollInterval = "X-Poll-Interval"
 )
 
 // badgesResponse is the badge answer.
@@ -107,7 +104,7 @@ func (s *Server) badgeOf(r *http.Request, memberID string, now time.Time) (badge
 		return badgesResponse{}, err
 	}
 	var seen time.Time
-	out := badgesResponse{MemberID: memberID, PollAfter: int(s.cfg.PollInterval / time.Second)}
+	out := badgesResponse{MemberID: memberID, PollAfter: int(s.cfg.BadgePoll / time.Second)}
 	if seenUS > 0 {
 		seen = time.UnixMicro(seenUS).UTC()
 		out.SeenAt = &seen
@@ -153,6 +150,11 @@ func (s *Server) badgeOf(r *http.Request, memberID string, now time.Time) (badge
 		if d := int(nb.Next.Sub(now)/time.Second) + 1; d < out.PollAfter {
 			out.PollAfter = max(d, 1)
 		}
+	}
+	// Under load every poll is stretched (Poll-Interval, overload.go): a
+	// badge never asks sooner than that, ramp or not.
+	if busy := s.pollInterval(); busy > s.calmPollInterval() {
+		out.PollAfter = max(out.PollAfter, int(busy/time.Second))
 	}
 	return out, nil
 }

@@ -268,6 +268,9 @@ type keyRequest struct {
 	MerchantID string `json:"merchant_id"`
 	StoreID    string `json:"store_id"`
 	Name       string `json:"name"`
+	// The key's own rate limit (overload.go); 0: the server's default.
+	RateLimitPerSecond int `json:"rate_limit_per_second"`
+	RateLimitBurst     int `json:"rate_limit_burst"`
 }
 
 type keyResponse struct {
@@ -280,6 +283,9 @@ type keyResponse struct {
 	StoreID    string    `json:"store_id,omitempty"`
 	Name       string    `json:"name,omitempty"`
 	CreatedAt  time.Time `json:"created_at"`
+	// 0 (left out): the server's default.
+	RateLimitPerSecond int `json:"rate_limit_per_second,omitempty"`
+	RateLimitBurst     int `json:"rate_limit_burst,omitempty"`
 }
 
 func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
@@ -332,7 +338,12 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, ledger.Invalid("name", "at most 100 bytes"))
 		return
 	}
+	if e := checkKeyRateLimit(req.RateLimitPerSecond, req.RateLimitBurst); e != nil {
+		writeProblem(w, r, e)
+		return
+	}
 	secret, k := auth.NewSecret(s.cfg.Mode)
+	k.RateLimitPerSecond, k.RateLimitBurst = req.RateLimitPerSecond, req.RateLimitBurst
 	// A key is shown once and never stored in clear, so a retry cannot be
 	// answered with it: the derived id makes the retry fail instead of
 	// minting a second key.
@@ -348,7 +359,8 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) {
 	}
 	s.auditKeyCreate(r, k)
 	writeJSON(w, http.StatusCreated, keyResponse{ID: k.ID, Key: secret, Prefix: k.Prefix, Role: k.Role, Mode: k.Mode,
-		MerchantID: k.MerchantID, StoreID: k.StoreID, Name: k.Name, CreatedAt: k.CreatedAt})
+		MerchantID: k.MerchantID, StoreID: k.StoreID, Name: k.Name, CreatedAt: k.CreatedAt,
+		RateLimitPerSecond: k.RateLimitPerSecond, RateLimitBurst: k.RateLimitBurst})
 }
 
 func checkName(field, v string) *ledger.Error {

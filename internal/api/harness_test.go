@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/cache"
@@ -47,6 +48,9 @@ type harnessConfig struct {
 	keys    func(auth.KeyStore) auth.KeyStore
 	shared  *cache.Shared             // the read path's Redis (readpath_test.go)
 	wrap    func(testStore) testStore // what the server and writer see of the store
+	server  func(*Config)             // when set, changes the server's Config (overload tests)
+	entered chan struct{}             // when set with gate, told each time a write reaches the gate
+	slow    time.Duration             // when set, every ledger write takes at least this long
 }
 
 type option func(*harnessConfig)
@@ -55,6 +59,26 @@ func withBackend(b backend) option            { return func(c *harnessConfig) { 
 func withMode(m auth.Mode) option             { return func(c *harnessConfig) { c.mode = m } }
 func withWriter(w ledger.WriterConfig) option { return func(c *harnessConfig) { c.writer = w } }
 func withGate(g chan struct{}) option         { return func(c *harnessConfig) { c.gate = g } }
+
+// withSlowWrites makes every ledger write take at least d.
+func withSlowWrites(d time.Duration) option { return func(c *harnessConfig) { c.slow = d } }
+
+// slowStore is the store of withSlowWrites.
+type slowStore struct {
+	ledger.Store
+	d time.Duration
+}
+
+func (s slowStore) Write(ctx context.Context, fn func(ledger.BatchTx) error) error {
+	time.Sleep(s.d)
+	return s.Store.Write(ctx, fn)
+}
+
+// withGateEntered is told (without blocking) each time a write waits at the gate.
+func withGateEntered(ch chan struct{}) option { return func(c *harnessConfig) { c.entered = ch } }
+
+// withConfig changes the server's Config before it starts.
+func withConfig(f func(*Config)) option { return func(c *harnessConfig) { c.server = f } }
 
 // withKeys wraps the key store the server sees.
 func withKeys(f func(auth.KeyStore) auth.KeyStore) option {
@@ -65,10 +89,17 @@ func withKeys(f func(auth.KeyStore) auth.KeyStore) option {
 // can fill the writer's queue deterministically.
 type gatedStore struct {
 	ledger.Store
-	gate chan struct{}
+	gate    chan struct{}
+	entered chan struct{}
 }
 
 func (g gatedStore) Write(ctx context.Context, fn func(ledger.BatchTx) error) error {
+	if g.entered != nil {
+		select {
+		case g.entered <- struct{}{}:
+		default:
+		}
+	}
 	select {
 	case <-g.gate:
 	case <-ctx.Done():
@@ -142,7 +173,10 @@ func newHarness(t *testing.T, opts ...option) *harness {
 	}
 	var ws ledger.Store = seen
 	if cfg.gate != nil {
-		ws = gatedStore{Store: seen, gate: cfg.gate}
+		ws = gatedStore{Store: seen, gate: cfg.gate, entered: cfg.entered}
+	}
+	if cfg.slow > 0 {
+		ws = slowStore{Store: ws, d: cfg.slow}
 	}
 	h.writer = ledger.NewWriter(ws, cfg.writer)
 	t.Cleanup(h.writer.Close)
@@ -154,7 +188,11 @@ func newHarness(t *testing.T, opts ...option) *harness {
 	if cfg.keys != nil {
 		keys = cfg.keys(seen)
 	}
-	s := New(Config{Mode: cfg.mode, Shared: cfg.shared}, seen, keys, h.writer, log, nil)
+	scfg := Config{Mode: cfg.mode, Shared: cfg.shared}
+	if cfg.server != nil {
+		cfg.server(&scfg)
+	}
+	s := New(scfg, seen, keys, h.writer, log, nil)
 	h.api = s
 	h.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(h.srv.Close)

@@ -56,7 +56,8 @@ func (s *Server) withBasics(next http.Handler) http.Handler {
 		l := s.log.With("request_id", id)
 		ctx := context.WithValue(r.Context(), keyRequestID, id)
 		ctx = context.WithValue(ctx, keyLogger, l)
-		ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		timeout, badTimeout := requestTimeout(r, s.cfg.RequestTimeout) // overload.go
+		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		r = r.WithContext(ctx)
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
@@ -83,6 +84,10 @@ func (s *Server) withBasics(next http.Handler) http.Handler {
 					"duration_ms", float64(time.Since(start).Microseconds())/1000)
 			}
 		}()
+		if badTimeout != nil {
+			writeProblem(sw, r, badTimeout)
+			return
+		}
 		next.ServeHTTP(sw, r)
 	})
 }

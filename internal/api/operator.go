@@ -587,6 +587,7 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) {
 		secret, nk = auth.NewSecret(k.Mode)
 		nk.ID, nk.CreatedAt = derivedID(r, "key"), now
 		nk.Role, nk.MerchantID, nk.StoreID, nk.Name = k.Role, k.MerchantID, k.StoreID, k.Name
+		nk.RateLimitPerSecond, nk.RateLimitBurst = k.RateLimitPerSecond, k.RateLimitBurst
 		e := auditEntry(r, backoffice.ActionKeyRotate, backoffice.TargetKey, k.ID)
 		e.Before = backoffice.KeyFields(*k)
 		if k.ExpiresAt.IsZero() || end.Before(k.ExpiresAt) {

@@ -58,6 +58,7 @@ var statusOf = map[string]int{
 	ledger.CodeMerchantSuspended:   http.StatusUnprocessableEntity,
 	ledger.CodeMemberSuspended:     http.StatusUnprocessableEntity,
 	ledger.CodeStoreSuspended:      http.StatusUnprocessableEntity,
+	codeRateLimited:                http.StatusTooManyRequests,
 	ledger.CodeInternal:            http.StatusInternalServerError,
 	ledger.CodeOverloaded:          http.StatusServiceUnavailable,
 	ledger.CodeUnavailable:         http.StatusServiceUnavailable,

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/pointd/pointd/internal/admission"
 	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/backoffice"
 	"github.com/pointd/pointd/internal/cache"
@@ -21,6 +22,7 @@ import (
 	"github.com/pointd/pointd/internal/member"
 	"github.com/pointd/pointd/internal/metrics"
 	"github.com/pointd/pointd/internal/notice"
+	"github.com/pointd/pointd/internal/ratelimit"
 )
 
 // Config tunes the HTTP layer.
@@ -44,11 +46,25 @@ type Config struct {
 	// Redis and spreads invalidations and notice publishes to every
 	// instance. Notices is the notices' store; nil: the store, when it
 	// implements notice.Store. NoticeMaxAge is the Cache-Control max-age of
-	// notice answers (default 30 s); PollInterval the badge poll hint
-	// (default 60 s).
+	// notice answers (default 30 s); BadgePoll the badges' poll hint
+	// when the server is calm (default 60 s).
 	Shared       *cache.Shared
 	Notices      notice.Store
 	NoticeMaxAge time.Duration
+	BadgePoll    time.Duration
+
+	// Overload (overload.go). Each nil or zero turns its part off.
+	//
+	// Admission holds the per-class concurrency limits.
+	Admission *admission.Controller
+	// RateLimiter keeps the token buckets of KeyRate and IPRate.
+	RateLimiter ratelimit.Limiter
+	// KeyRate is the limit of a key that has none of its own.
+	KeyRate ratelimit.Limit
+	// IPRate is every client address's limit under /v1/.
+	IPRate ratelimit.Limit
+	// PollInterval is the Poll-Interval answered when Admission is nil
+	// (with Admission, it says; it rises with load); 0: 30 s.
 	PollInterval time.Duration
 }
 
@@ -100,8 +116,14 @@ func New(cfg Config, store ledger.Store, keys auth.KeyStore, writer *ledger.Writ
 	if cfg.NoticeMaxAge <= 0 {
 		cfg.NoticeMaxAge = 30 * time.Second
 	}
-	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = time.Minute
+	if cfg.BadgePoll <= 0 {
+		cfg.BadgePoll = time.Minute
+	}
+	if cfg.Metrics != nil && cfg.Admission != nil {
+		cfg.Metrics.WatchAdmission(admissionStats(cfg.Admission))
+	}
+	if cfg.Metrics != nil && cfg.RateLimiter != nil {
+		cfg.Metrics.WatchRateLimits()
 	}
 	office, _ := store.(backoffice.Store)
 	s := &Server{cfg: cfg, store: store, keyStore: keys, writer: writer, log: log,
@@ -127,7 +149,7 @@ func (s *Server) Handler() http.Handler {
 	read := s.authenticate(auth.RoleAdmin, auth.RoleViewer, auth.RolePOS)
 	office := s.authenticate(auth.RoleAdmin, auth.RoleViewer)
 	handle := func(pattern string, mw func(http.Handler) http.Handler, h http.HandlerFunc) {
-		mux.Handle(pattern, mw(h))
+		mux.Handle(pattern, mw(s.admit(pattern, h))) // admit: overload.go
 	}
 	open := func(h http.Handler) http.Handler { return h }
 
@@ -215,7 +237,7 @@ func (s *Server) Handler() http.Handler {
 	handle("POST /debug/pprof/symbol", admin, pprof.Symbol)
 	handle("GET /debug/pprof/trace", admin, pprof.Trace)
 
-	return s.withBasics(problemRouting(mux))
+	return s.withBasics(s.limitIP(problemRouting(mux)))
 }
 
 // loopbackOnly lets through requests from this machine's loopback addresses

@@ -51,6 +51,12 @@ type Key struct {
 	// LastUsedAt is when the key last authenticated a request, recorded in
 	// batches: it may lag the truth by the server's flush interval.
 	LastUsedAt time.Time
+	// RateLimitPerSecond is the key's own request rate limit; 0: the
+	// server's default (--rate-limit-key).
+	RateLimitPerSecond int
+	// RateLimitBurst is how many requests the key may send at once; 0: one
+	// second's worth.
+	RateLimitBurst int
 }
 
 // Usable reports whether the key may authenticate a request at now: not

@@ -61,12 +61,11 @@ const versionTTL = time.Hour
 // listener runs until ctx ends. go-redis resubscribes by itself after a lost
 // connection; what is published meanwhile is missed, which is why local
 // copies have a short LocalTTL and notices are also reloaded periodically.
+// An error says the subscription is not in place yet (Redis does not
+// answer): the listener runs all the same and subscribes once it can.
 func (s *Shared) Start(ctx context.Context) error {
 	ps := s.rdb.Subscribe(ctx, s.channel())
-	if _, err := ps.Receive(ctx); err != nil {
-		ps.Close()
-		return fmt.Errorf("redis subscribe %s: %w", s.channel(), err)
-	}
+	_, err := ps.Receive(ctx)
 	ch := ps.Channel()
 	go func() {
 		defer ps.Close()
@@ -82,6 +81,9 @@ func (s *Shared) Start(ctx context.Context) error {
 			}
 		}
 	}()
+	if err != nil {
+		return fmt.Errorf("redis subscribe %s (retried in the background): %w", s.channel(), err)
+	}
 	return nil
 }
 

@@ -87,6 +87,11 @@ type Metrics struct {
 	dbOnce    bool
 	queueFns  atomic.Pointer[queueFns]
 	dbFn      atomic.Pointer[func() (inUse, max int)]
+
+	// rate limits (admission.go), registered on first use
+	rateLimitedOnce sync.Once
+	rateLimitedBy   map[string]prometheus.Counter
+	rlFallback      prometheus.Counter
 }
 
 type queueFns struct {

@@ -152,15 +152,7 @@ func (db *DB) UpdateKey(ctx context.Context, id string, add *auth.Key, change ba
 		`SELECT `+keyCols+` FROM api_keys k WHERE k.id = $1`, id, change,
 		func(tx pgx.Tx, k auth.Key) error {
 			if add != nil {
-				_, err := tx.Exec(ctx, `
-					INSERT INTO api_keys (id, prefix, hash, role, mode, merchant_id, store_id, name, created_at, revoked_at, expires_at)
-					VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-					add.ID, add.Prefix, add.Hash, string(add.Role), string(add.Mode), add.MerchantID, add.StoreID, add.Name,
-					ts(add.CreatedAt), ts(add.RevokedAt), ts(add.ExpiresAt))
-				if code, _ := pgCode(err); code == uniqueViolation {
-					return &ledger.Error{Code: ledger.CodeConflict, Field: "id", Message: "an API key with this id or hash already exists"}
-				}
-				if err != nil {
+				if err := insertKey(ctx, tx, *add); err != nil {
 					return err
 				}
 			}

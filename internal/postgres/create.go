@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pointd/pointd/internal/auth"
@@ -89,18 +90,27 @@ func (db *DB) CreateMember(ctx context.Context, m *ledger.Member) error {
 
 // CreateKey stores an API key (its hash, never the key).
 func (db *DB) CreateKey(ctx context.Context, k auth.Key) error {
-	_, err := db.pool.Exec(ctx, `
-		INSERT INTO api_keys (id, prefix, hash, role, mode, merchant_id, store_id, name, created_at, revoked_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		k.ID, k.Prefix, k.Hash, string(k.Role), string(k.Mode), k.MerchantID, k.StoreID, k.Name,
-		ts(k.CreatedAt), ts(k.RevokedAt), ts(k.ExpiresAt))
-	if code, _ := pgCode(err); code == uniqueViolation {
-		return &ledger.Error{Code: ledger.CodeConflict, Field: "id", Message: "an API key with this id or hash already exists"}
-	}
-	if err != nil {
+	if err := insertKey(ctx, db.pool, k); err != nil {
 		return fmt.Errorf("create api key %s: %w", k.ID, err)
 	}
 	return nil
+}
+
+// insertKey is the one INSERT of an API key: created, or made by a
+// rotation. A taken id or hash is a CodeConflict error.
+func insertKey(ctx context.Context, db interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}, k auth.Key) error {
+	_, err := db.Exec(ctx, `
+		INSERT INTO api_keys (id, prefix, hash, role, mode, merchant_id, store_id, name, created_at, revoked_at, expires_at,
+			rate_limit_per_second, rate_limit_burst)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		k.ID, k.Prefix, k.Hash, string(k.Role), string(k.Mode), k.MerchantID, k.StoreID, k.Name,
+		ts(k.CreatedAt), ts(k.RevokedAt), ts(k.ExpiresAt), k.RateLimitPerSecond, k.RateLimitBurst)
+	if code, _ := pgCode(err); code == uniqueViolation {
+		return &ledger.Error{Code: ledger.CodeConflict, Field: "id", Message: "an API key with this id or hash already exists"}
+	}
+	return err
 }
 
 // KeyByHash returns the key whose hash is hash, revoked or not, or
@@ -117,14 +127,14 @@ func (db *DB) KeyByHash(ctx context.Context, hash []byte) (auth.Key, error) {
 }
 
 const keyCols = `k.id, k.prefix, k.hash, k.role, k.mode, k.merchant_id, k.store_id, k.name, k.created_at, k.revoked_at,
-	k.expires_at, k.last_used_at`
+	k.expires_at, k.last_used_at, k.rate_limit_per_second, k.rate_limit_burst`
 
 func scanKey(row pgx.Row) (auth.Key, error) {
 	var k auth.Key
 	var role, mode string
 	var created, revoked, expires, used pgtype.Timestamptz
 	err := row.Scan(&k.ID, &k.Prefix, &k.Hash, &role, &mode, &k.MerchantID, &k.StoreID, &k.Name, &created, &revoked,
-		&expires, &used)
+		&expires, &used, &k.RateLimitPerSecond, &k.RateLimitBurst)
 	k.Role, k.Mode = auth.Role(role), auth.Mode(mode)
 	k.CreatedAt, k.RevokedAt, k.ExpiresAt, k.LastUsedAt = timeOf(created), timeOf(revoked), timeOf(expires), timeOf(used)
 	return k, err

@@ -283,6 +283,7 @@ func TestAPIKeys(t *testing.T) {
 	db := open(t)
 	_, k := auth.NewSecret(auth.ModeTest)
 	k.ID, k.Role, k.MerchantID, k.StoreID, k.Name = ledger.NewID(), auth.RolePOS, "m1", "s1", "till 1"
+	k.RateLimitPerSecond, k.RateLimitBurst = 25, 50
 	k.CreatedAt = t0
 	mustOK(t, db.CreateKey(ctx, k))
 

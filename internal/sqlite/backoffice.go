@@ -177,11 +177,7 @@ func (db *DB) UpdateKey(ctx context.Context, id string, add *auth.Key, change ba
 		return notFound(err, ledger.CodeNotFound, "no API key with id %q", id)
 	}, change, func(tx *sql.Tx) error {
 		if add != nil {
-			if _, err := tx.ExecContext(ctx, `
-				INSERT INTO api_keys (id, prefix, hash, role, mode, merchant_id, store_id, name, created_at, revoked_at, expires_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				add.ID, add.Prefix, add.Hash, string(add.Role), string(add.Mode), add.MerchantID, add.StoreID, add.Name,
-				timeArg(add.CreatedAt), timeArg(add.RevokedAt), timeArg(add.ExpiresAt)); err != nil {
+			if err := insertKey(ctx, tx, *add); err != nil {
 				return conflict(err, "api key", add.ID)
 			}
 		}

@@ -90,15 +90,19 @@ func newAccount(ctx context.Context, tx *sql.Tx, kind, owner string) (int64, err
 
 // CreateKey stores k.
 func (db *DB) CreateKey(ctx context.Context, k auth.Key) error {
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `
-			INSERT INTO api_keys (id, prefix, hash, role, mode, merchant_id, store_id, name, created_at, revoked_at, expires_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			k.ID, k.Prefix, k.Hash, string(k.Role), string(k.Mode), k.MerchantID, k.StoreID, k.Name,
-			timeArg(k.CreatedAt), timeArg(k.RevokedAt), timeArg(k.ExpiresAt))
-		return err
-	})
+	err := db.writeTx(ctx, func(tx *sql.Tx) error { return insertKey(ctx, tx, k) })
 	return conflict(err, "api key", k.ID)
+}
+
+// insertKey is the one INSERT of an API key: created, or made by a rotation.
+func insertKey(ctx context.Context, tx *sql.Tx, k auth.Key) error {
+	_, err := tx.ExecContext(ctx, `
+		INSERT INTO api_keys (id, prefix, hash, role, mode, merchant_id, store_id, name, created_at, revoked_at, expires_at,
+			rate_limit_per_second, rate_limit_burst)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		k.ID, k.Prefix, k.Hash, string(k.Role), string(k.Mode), k.MerchantID, k.StoreID, k.Name,
+		timeArg(k.CreatedAt), timeArg(k.RevokedAt), timeArg(k.ExpiresAt), k.RateLimitPerSecond, k.RateLimitBurst)
+	return err
 }
 
 // KeyByHash returns the key whose SHA-256 is hash, revoked or not, or

@@ -259,6 +259,7 @@ func TestDirectory(t *testing.T) {
 	t.Run("api keys", func(t *testing.T) {
 		secret, k := auth.NewSecret(auth.ModeTest)
 		k.ID, k.Role, k.MerchantID, k.StoreID, k.Name = "k1", auth.RolePOS, "m1", "s1", "till 1"
+		k.RateLimitPerSecond, k.RateLimitBurst = 25, 50
 		k.CreatedAt = ledger.MicroTime(k.CreatedAt)
 		if err := db.CreateKey(ctx, k); err != nil {
 			t.Fatal(err)
@@ -269,7 +270,8 @@ func TestDirectory(t *testing.T) {
 		}
 		if got.ID != k.ID || got.Prefix != k.Prefix || string(got.Hash) != string(k.Hash) || got.Role != k.Role ||
 			got.Mode != k.Mode || got.MerchantID != k.MerchantID || got.StoreID != k.StoreID || got.Name != k.Name ||
-			!got.CreatedAt.Equal(k.CreatedAt) || !got.RevokedAt.IsZero() {
+			!got.CreatedAt.Equal(k.CreatedAt) || !got.RevokedAt.IsZero() ||
+			got.RateLimitPerSecond != 25 || got.RateLimitBurst != 50 {
 			t.Fatalf("key = %+v, want %+v", got, k)
 		}
 		if _, err := db.KeyByHash(ctx, auth.HashSecret("pd_test_other")); !errors.Is(err, auth.ErrKeyNotFound) {
