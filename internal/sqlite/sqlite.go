@@ -69,6 +69,10 @@ type DB struct {
 	wstmts map[string]*sql.Stmt // the write path (batch.go)
 	rmu    sync.Mutex
 	rstmts map[string]*sql.Stmt // reads
+
+	ckOnce sync.Once
+	ckMu   sync.Mutex
+	ck     *checkpointer // checkpoint.go; nil until the first Write
 }
 
 // Open opens the database in dir (creating dir and the file when needed) and
@@ -104,6 +108,7 @@ func OpenNoMigrate(ctx context.Context, dir string) (*DB, error) {
 	wq := cloneValues(common)
 	wq.Add("_pragma", "journal_mode(WAL)")
 	wq.Add("_pragma", "synchronous(FULL)")
+	wq.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", writerAutoCheckpoint)) // checkpoint.go
 	wq.Set("_txlock", "immediate")
 	if db.w, err = sql.Open("sqlite", dsn(file, wq)); err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", file, err)
@@ -233,13 +238,14 @@ func (db *DB) PoolWaits() (idle int, waits int64) {
 
 // Close closes every connection.
 func (db *DB) Close() error {
+	ckErr := db.closeCheckpointer()
 	db.wmu.Lock()
 	closeStmts(db.wstmts)
 	db.wmu.Unlock()
 	db.rmu.Lock()
 	closeStmts(db.rstmts)
 	db.rmu.Unlock()
-	return db.closePools()
+	return errors.Join(ckErr, db.closePools())
 }
 
 func (db *DB) closePools() error {
