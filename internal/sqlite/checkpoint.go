@@ -119,4 +119,3 @@ func (db *DB) closeCheckpointer() error {
 	}
 	return c.close()
 }
-
