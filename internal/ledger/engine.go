@@ -47,7 +47,9 @@ type batch struct {
 // runBatch loads what ops need, applies each, writes the result and returns
 // one outcome per op. The returned error is a storage failure of the whole
 // batch; per-op failures are in the outcomes.
-func runBatch(ctx context.Context, tx BatchTx, now time.Time, ops []Op) ([]outcome, error) {
+//
+// loaded is called once everything is loaded, before the ops are applied.
+func runBatch(ctx context.Context, tx BatchTx, now time.Time, ops []Op, loaded func()) ([]outcome, error) {
 	b := &batch{
 		tx: tx, now: MicroTime(now),
 		deltas: map[int64]*AccountChange{}, lotByID: map[string]*Lot{}, newLots: map[string]bool{},
@@ -58,6 +60,7 @@ func runBatch(ctx context.Context, tx BatchTx, now time.Time, ops []Op) ([]outco
 	if err := b.load(ctx, ops); err != nil {
 		return nil, err
 	}
+	loaded()
 	out := make([]outcome, len(ops))
 	for i := range ops {
 		out[i] = b.apply(&ops[i])

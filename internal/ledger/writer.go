@@ -60,6 +60,25 @@ type Writer struct {
 
 	perOp   atomic.Int64 // EWMA of nanoseconds per operation, for admission
 	dropped atomic.Int64 // transactions seen by the planted bug of DropEvery
+
+	// turn is held by the one batch loop that may take operations from the
+	// queue; it passes on once that loop's batch has loaded (and so locked)
+	// what it needs. See ConcurrentStore.
+	turn chan struct{}
+}
+
+// ConcurrentStore is a Store whose Write may run in several goroutines at
+// once because it serialises the transactions itself: PostgreSQL's first
+// load locks the chain head, so a second transaction waits in the database
+// for the first one's COMMIT and then goes on at once. The writer then runs
+// that many batch loops (each with its own connection), and the next batch
+// is taken from the queue as soon as the current one holds the lock: its
+// BEGIN and loads are on their way while the current batch computes and
+// commits, instead of one round trip after it. Nothing is answered before
+// its own batch's commit. A store without it (SQLite, one writer connection)
+// gets one loop.
+type ConcurrentStore interface {
+	WriteConcurrency() int
 }
 
 type request struct {
@@ -110,8 +129,25 @@ func NewWriter(store Store, cfg WriterConfig) *Writer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	w := &Writer{store: store, cfg: cfg, q: make(chan *request, cfg.QueueSize), done: make(chan struct{})}
-	go w.loop()
+	w := &Writer{store: store, cfg: cfg, q: make(chan *request, cfg.QueueSize), done: make(chan struct{}),
+		turn: make(chan struct{}, 1)}
+	loops := 1
+	if c, ok := store.(ConcurrentStore); ok {
+		loops = max(1, c.WriteConcurrency())
+	}
+	w.turn <- struct{}{}
+	var wg sync.WaitGroup
+	for range loops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.loop()
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(w.done)
+	}()
 	return w
 }
 
@@ -179,16 +215,20 @@ func (w *Writer) Close() {
 }
 
 func (w *Writer) loop() {
-	defer close(w.done)
 	batch := make([]*request, 0, w.cfg.MaxBatch)
 	for {
+		<-w.turn
 		first, ok := <-w.q
 		if !ok {
+			w.turn <- struct{}{} // the other loops learn it too
 			return
 		}
 		batch = append(batch[:0], first)
 		batch = w.fill(batch)
-		w.run(batch)
+		var once sync.Once
+		pass := func() { once.Do(func() { w.turn <- struct{}{} }) }
+		w.run(batch, pass)
+		pass()
 	}
 }
 
@@ -228,7 +268,10 @@ func (w *Writer) fill(batch []*request) []*request {
 // work is done for them. If the batch fails as a whole, it is tried once more
 // (most failures are transient), then split in halves until the operation at
 // fault (say, a receipt another instance took a moment ago) fails alone.
-func (w *Writer) run(batch []*request) {
+//
+// loaded is called once the batch's loads are done (and, on a
+// ConcurrentStore, the ledger locked): the next batch may then be taken.
+func (w *Writer) run(batch []*request, loaded func()) {
 	live := batch[:0]
 	now := time.Now()
 	for _, r := range batch {
@@ -243,7 +286,7 @@ func (w *Writer) run(batch []*request) {
 		return
 	}
 	start := time.Now()
-	err := w.apply(live)
+	err := w.apply(live, loaded)
 	took := time.Since(start)
 	if err == nil {
 		w.learn(took, len(live))
@@ -255,7 +298,7 @@ func (w *Writer) run(batch []*request) {
 }
 
 func (w *Writer) bisect(reqs []*request) {
-	err := w.apply(reqs)
+	err := w.apply(reqs, func() {})
 	if err == nil {
 		return
 	}
@@ -273,7 +316,7 @@ func (w *Writer) bisect(reqs []*request) {
 
 // apply runs one database transaction for reqs and answers each of them only
 // after the commit: an acknowledgement always means committed.
-func (w *Writer) apply(reqs []*request) error {
+func (w *Writer) apply(reqs []*request, loaded func()) error {
 	ops := make([]Op, len(reqs))
 	for i, r := range reqs {
 		ops[i] = r.op
@@ -286,7 +329,7 @@ func (w *Writer) apply(reqs []*request) error {
 	defer cancel()
 	err := w.store.Write(ctx, func(tx BatchTx) error {
 		var err error
-		out, err = runBatch(ctx, w.wrap(tx), w.cfg.Now(), ops)
+		out, err = runBatch(ctx, w.wrap(tx), w.cfg.Now(), ops, loaded)
 		return err
 	})
 	took := time.Since(start)
