@@ -48,8 +48,9 @@ type batch struct {
 // one outcome per op. The returned error is a storage failure of the whole
 // batch; per-op failures are in the outcomes.
 //
-// loaded is called once everything is loaded, before the ops are applied.
-func runBatch(ctx context.Context, tx BatchTx, now time.Time, ops []Op, loaded func()) ([]outcome, error) {
+// handOff is called once the batch's writes are handed to the store, just
+// before the commit: the next batch may then be taken from the queue.
+func runBatch(ctx context.Context, tx BatchTx, now time.Time, ops []Op, handOff func()) ([]outcome, error) {
 	b := &batch{
 		tx: tx, now: MicroTime(now),
 		deltas: map[int64]*AccountChange{}, lotByID: map[string]*Lot{}, newLots: map[string]bool{},
@@ -60,7 +61,6 @@ func runBatch(ctx context.Context, tx BatchTx, now time.Time, ops []Op, loaded f
 	if err := b.load(ctx, ops); err != nil {
 		return nil, err
 	}
-	loaded()
 	out := make([]outcome, len(ops))
 	for i := range ops {
 		out[i] = b.apply(&ops[i])
@@ -68,6 +68,7 @@ func runBatch(ctx context.Context, tx BatchTx, now time.Time, ops []Op, loaded f
 	if err := tx.Apply(ctx, b.writeSet()); err != nil {
 		return nil, err
 	}
+	handOff()
 	return out, nil
 }
 

@@ -62,8 +62,8 @@ type Writer struct {
 	dropped atomic.Int64 // transactions seen by the planted bug of DropEvery
 
 	// turn is held by the one batch loop that may take operations from the
-	// queue; it passes on once that loop's batch has loaded (and so locked)
-	// what it needs. See ConcurrentStore.
+	// queue; it passes on once that loop's batch is computed and about to
+	// commit. See ConcurrentStore.
 	turn chan struct{}
 }
 
@@ -72,10 +72,12 @@ type Writer struct {
 // load locks the chain head, so a second transaction waits in the database
 // for the first one's COMMIT and then goes on at once. The writer then runs
 // that many batch loops (each with its own connection), and the next batch
-// is taken from the queue as soon as the current one holds the lock: its
-// BEGIN and loads are on their way while the current batch computes and
-// commits, instead of one round trip after it. Nothing is answered before
-// its own batch's commit. A store without it (SQLite, one writer connection)
+// is taken from the queue when the current one sends its writes and COMMIT:
+// the next BEGIN and loads are then on their way while the current batch
+// commits, and wait in the database for its lock instead of being sent one
+// round trip after the commit. (Taken earlier, say once the current batch
+// holds the lock, the next batch would be small: only what arrived during
+// one round trip.) Nothing is answered before its own batch's commit. A store without it (SQLite, one writer connection)
 // gets one loop.
 type ConcurrentStore interface {
 	WriteConcurrency() int
@@ -269,9 +271,9 @@ func (w *Writer) fill(batch []*request) []*request {
 // (most failures are transient), then split in halves until the operation at
 // fault (say, a receipt another instance took a moment ago) fails alone.
 //
-// loaded is called once the batch's loads are done (and, on a
-// ConcurrentStore, the ledger locked): the next batch may then be taken.
-func (w *Writer) run(batch []*request, loaded func()) {
+// handOff is called when the batch is about to commit (or has failed): the
+// next batch may then be taken.
+func (w *Writer) run(batch []*request, handOff func()) {
 	live := batch[:0]
 	now := time.Now()
 	for _, r := range batch {
@@ -286,7 +288,7 @@ func (w *Writer) run(batch []*request, loaded func()) {
 		return
 	}
 	start := time.Now()
-	err := w.apply(live, loaded)
+	err := w.apply(live, handOff)
 	took := time.Since(start)
 	if err == nil {
 		w.learn(took, len(live))
@@ -316,7 +318,7 @@ func (w *Writer) bisect(reqs []*request) {
 
 // apply runs one database transaction for reqs and answers each of them only
 // after the commit: an acknowledgement always means committed.
-func (w *Writer) apply(reqs []*request, loaded func()) error {
+func (w *Writer) apply(reqs []*request, handOff func()) error {
 	ops := make([]Op, len(reqs))
 	for i, r := range reqs {
 		ops[i] = r.op
@@ -329,7 +331,7 @@ func (w *Writer) apply(reqs []*request, loaded func()) error {
 	defer cancel()
 	err := w.store.Write(ctx, func(tx BatchTx) error {
 		var err error
-		out, err = runBatch(ctx, w.wrap(tx), w.cfg.Now(), ops, loaded)
+		out, err = runBatch(ctx, w.wrap(tx), w.cfg.Now(), ops, handOff)
 		return err
 	})
 	took := time.Since(start)
