@@ -15,10 +15,13 @@ import (
 // the next one. A profile under earn load put about a tenth of the writer's
 // time there. So the writer's own automatic checkpoint is pushed far out (a
 // backstop that bounds the WAL if this goroutine ever falls behind) and a
-// connection of its own runs PASSIVE checkpoints shortly after commits.
-// PASSIVE never blocks the writer or a reader; durability is unchanged: a
-// commit is durable once its WAL frames are synced (synchronous=FULL), and
-// the checkpoint syncs the database file before the WAL may be reused.
+// goroutine runs PASSIVE checkpoints shortly after commits, on a connection
+// of the reader pool (query_only does not forbid checkpoints), so the number
+// of connections stays what it was. PASSIVE never blocks the writer or a
+// reader; durability is unchanged: a commit is durable once its WAL frames
+// are synced (synchronous=FULL on the writer), and the checkpoint syncs the
+// database file before the WAL may be reused (the readers run with
+// synchronous=FULL too, for that: with OFF a checkpoint would not sync).
 const (
 	// writerAutoCheckpoint is the writer connection's wal_autocheckpoint
 	// (pages): reached only if the background checkpoints stall.
@@ -27,29 +30,18 @@ const (
 	checkpointEvery = 100 * time.Millisecond
 )
 
-// checkpointer runs PASSIVE checkpoints on its own connection after commits.
+// checkpointer runs PASSIVE checkpoints on a reader connection after commits.
 type checkpointer struct {
-	db   *sql.DB
+	db   *sql.DB // the reader pool
 	kick chan struct{}
 	stop chan struct{}
 	done chan struct{}
 }
 
-func startCheckpointer(file string) (*checkpointer, error) {
-	q := map[string][]string{"_pragma": {
-		"busy_timeout(1000)", "synchronous(FULL)",
-	}}
-	ck, err := sql.Open("sqlite", dsn(file, q))
-	if err != nil {
-		return nil, err
-	}
-	ck.SetMaxOpenConns(1)
-	ck.SetMaxIdleConns(1)
-	ck.SetConnMaxLifetime(0)
-	ck.SetConnMaxIdleTime(0)
-	c := &checkpointer{db: ck, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+func startCheckpointer(pool *sql.DB) *checkpointer {
+	c := &checkpointer{db: pool, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go c.loop()
-	return c, nil
+	return c
 }
 
 // committed tells the checkpointer the WAL grew. It never blocks.
@@ -85,23 +77,17 @@ func (c *checkpointer) loop() {
 	}
 }
 
-func (c *checkpointer) close() error {
+func (c *checkpointer) close() {
 	close(c.stop)
 	<-c.done
-	return c.db.Close()
 }
 
-// checkpoints returns the database's checkpointer, started on first use: a
-// process that never writes the ledger (pointd verify) opens no connection
-// for it.
+// checkpoints returns the database's checkpointer, started on the first
+// write: a process that never writes the ledger (pointd verify) runs none.
 func (db *DB) checkpoints() *checkpointer {
 	db.ckOnce.Do(func() {
-		c, err := startCheckpointer(db.path)
-		if err != nil {
-			return // the writer's own automatic checkpoint still bounds the WAL
-		}
 		db.ckMu.Lock()
-		db.ck = c
+		db.ck = startCheckpointer(db.r)
 		db.ckMu.Unlock()
 	})
 	db.ckMu.Lock()
@@ -109,13 +95,12 @@ func (db *DB) checkpoints() *checkpointer {
 	return db.ck
 }
 
-func (db *DB) closeCheckpointer() error {
+func (db *DB) closeCheckpointer() {
 	db.ckMu.Lock()
 	c := db.ck
 	db.ck = nil
 	db.ckMu.Unlock()
-	if c == nil {
-		return nil
+	if c != nil {
+		c.close()
 	}
-	return c.close()
 }

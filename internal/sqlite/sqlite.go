@@ -125,6 +125,7 @@ func OpenNoMigrate(ctx context.Context, dir string) (*DB, error) {
 
 	rq := cloneValues(common)
 	rq.Add("_pragma", "query_only(1)")
+	rq.Add("_pragma", "synchronous(FULL)") // the readers run the WAL checkpoints (checkpoint.go)
 	if db.r, err = sql.Open("sqlite", dsn(file, rq)); err != nil {
 		db.w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", file, err)
@@ -238,14 +239,14 @@ func (db *DB) PoolWaits() (idle int, waits int64) {
 
 // Close closes every connection.
 func (db *DB) Close() error {
-	ckErr := db.closeCheckpointer()
+	db.closeCheckpointer()
 	db.wmu.Lock()
 	closeStmts(db.wstmts)
 	db.wmu.Unlock()
 	db.rmu.Lock()
 	closeStmts(db.rstmts)
 	db.rmu.Unlock()
-	return errors.Join(ckErr, db.closePools())
+	return db.closePools()
 }
 
 func (db *DB) closePools() error {
