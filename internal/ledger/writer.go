@@ -77,8 +77,8 @@ type Writer struct {
 // commits, and wait in the database for its lock instead of being sent one
 // round trip after the commit. (Taken earlier, say once the current batch
 // holds the lock, the next batch would be small: only what arrived during
-// one round trip.) Nothing is answered before its own batch's commit. A store without it (SQLite, one writer connection)
-// gets one loop.
+// one round trip.) Nothing is answered before its own batch's commit. A
+// store without it (SQLite, one writer connection) gets one loop.
 type ConcurrentStore interface {
 	WriteConcurrency() int
 }
