@@ -11,6 +11,9 @@
 # largest connection count, SERVE_ARGS for extra `pointd serve` flags,
 # LOAD_ARGS for extra pointd-load flags. ENDPOINT=overload runs the overload
 # benchmark instead (capacity search, then 3× capacity for 60 s; README).
+# ROUNDS (1) ping/earn pairs per connection count (the median ratio of
+# several moves less on a busy machine), POINTD_BIN to run a pointd binary
+# built elsewhere (another commit, for a before/after comparison).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +23,7 @@ WARMUP=${WARMUP:-1s}
 ENDPOINT=${ENDPOINT:-both}
 ADDR=${ADDR:-127.0.0.1:7171}
 SERVE_ARGS=${SERVE_ARGS:-}
+ROUNDS=${ROUNDS:-1}
 
 work=$(mktemp -d)
 pid=
@@ -38,7 +42,11 @@ else
 	db=(--data "$work/data")
 fi
 
-go build -o "$work/pointd" ./cmd/pointd
+if [ -n "${POINTD_BIN:-}" ]; then
+	cp "$POINTD_BIN" "$work/pointd"
+else
+	go build -o "$work/pointd" ./cmd/pointd
+fi
 key=$("$work/pointd" keys create --role admin "${db[@]}" | tail -n 1)
 
 # shellcheck disable=SC2086
@@ -53,7 +61,7 @@ curl -fsS "http://$ADDR/readyz" >/dev/null || { echo "server not ready" >&2; cat
 
 echo "pointd on $ADDR, ${db[*]}; $(nproc) CPUs; $(go version)"
 go run ./cmd/pointd-load --target "http://$ADDR" --admin-key "$key" \
-	--conns "$CONNS" --duration "$DURATION" --warmup "$WARMUP" --endpoint "$ENDPOINT" ${LOAD_ARGS:-}
+	--conns "$CONNS" --duration "$DURATION" --warmup "$WARMUP" --endpoint "$ENDPOINT" --rounds "$ROUNDS" ${LOAD_ARGS:-}
 
 if [ "${WRK:-}" = 1 ] && command -v wrk >/dev/null; then
 	c=${CONNS##*,}

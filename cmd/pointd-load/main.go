@@ -62,6 +62,8 @@ type config struct {
 	factor      float64
 	overloadFor time.Duration
 	maxInFlight int
+
+	rounds int
 }
 
 func parseFlags(args []string) (config, error) {
@@ -87,6 +89,8 @@ func parseFlags(args []string) (config, error) {
 	fs.Float64Var(&c.factor, "factor", 3, "overload: offered load as a multiple of the capacity")
 	fs.DurationVar(&c.overloadFor, "overload-for", 60*time.Second, "overload: how long the overload lasts")
 	fs.IntVar(&c.maxInFlight, "max-in-flight", 20_000, "overload: requests the client keeps in flight at most (more are counted as not sent)")
+	fs.IntVar(&c.rounds, "rounds", 1, "ping/earn pairs per connection count: on a machine shared with other work,\n"+
+		"the median of several back-to-back pairs' ratios moves less than one pair's")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -112,8 +116,8 @@ func parseFlags(args []string) (config, error) {
 		c.maxInFlight < 1 || c.capacity < 0 || c.keyRate < 0 {
 		return c, errors.New("overload flags: --start-rate, --step, --p99-goal, --factor, --overload-for, --max-in-flight must be positive, --growth above 1")
 	}
-	if c.duration <= 0 || c.members < 1 || c.timeout <= 0 {
-		return c, errors.New("--duration, --members and --timeout must be positive")
+	if c.duration <= 0 || c.members < 1 || c.timeout <= 0 || c.rounds < 1 {
+		return c, errors.New("--duration, --members, --timeout and --rounds must be positive")
 	}
 	c.target = strings.TrimRight(c.target, "/")
 	return c, nil
@@ -169,17 +173,20 @@ func run(args []string) error {
 
 	var results []result
 	for _, n := range cfg.conns {
-		for _, ep := range []string{"ping", "earn"} {
-			if cfg.endpoint != "both" && cfg.endpoint != ep {
-				continue
+		for round := 1; round <= cfg.rounds; round++ {
+			for _, ep := range []string{"ping", "earn"} {
+				if cfg.endpoint != "both" && cfg.endpoint != ep {
+					continue
+				}
+				key := fx.pos
+				if ep == "ping" && key == "" {
+					key = cfg.adminKey
+				}
+				r := measure(cfg, ep, n, key, &fx, runID)
+				r.round = round
+				results = append(results, r)
+				fmt.Fprintf(os.Stderr, "  %s conns=%d round %d: %.0f req/s\n", ep, n, round, r.rps())
 			}
-			key := fx.pos
-			if ep == "ping" && key == "" {
-				key = cfg.adminKey
-			}
-			r := measure(cfg, ep, n, key, &fx, runID)
-			results = append(results, r)
-			fmt.Fprintf(os.Stderr, "  %s conns=%d: %.0f req/s\n", ep, n, r.rps())
 		}
 	}
 	report(os.Stdout, cfg, results)
@@ -335,6 +342,7 @@ func randomInt(n int) int {
 // ---- one measured run ----
 
 type result struct {
+	round    int
 	endpoint string
 	conns    int
 	took     time.Duration
@@ -519,34 +527,64 @@ func sampleReadyz(hc *http.Client, target string, maxima map[string]float64) err
 func report(out io.Writer, cfg config, results []result) {
 	fmt.Fprintf(out, "\n%s, %s per run after %s warm-up\n\n", cfg.target, cfg.duration, cfg.warmup)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "endpoint\tconns\treq/s\tp50\tp99\terrors\t/readyz max\t")
+	fmt.Fprintln(tw, "endpoint\tconns\tround\treq/s\tp50\tp99\terrors\t/readyz max\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%s\t%s\t\n", r.endpoint, r.conns, r.rps(),
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t\n", r.endpoint, r.conns, r.round, r.rps(),
 			fmtDur(r.pct(0.50)), fmtDur(r.pct(0.99)), fmtErrors(r.errors), fmtReadyz(r))
 	}
 	tw.Flush()
 
-	byKey := map[string]result{}
-	for _, r := range results {
-		byKey[r.endpoint+strconv.Itoa(r.conns)] = r
+	// One line per ping/earn pair, measured back to back, and with several
+	// rounds the median ratio per connection count.
+	type pair struct{ ping, earn *result }
+	pairs := map[[2]int]*pair{}
+	for i := range results {
+		r := &results[i]
+		k := [2]int{r.conns, r.round}
+		if pairs[k] == nil {
+			pairs[k] = &pair{}
+		}
+		if r.endpoint == "ping" {
+			pairs[k].ping = r
+		} else {
+			pairs[k].earn = r
+		}
 	}
 	var lines []string
 	for _, n := range cfg.conns {
-		p, okP := byKey["ping"+strconv.Itoa(n)]
-		e, okE := byKey["earn"+strconv.Itoa(n)]
-		if okP && okE && p.rps() > 0 {
-			lines = append(lines, fmt.Sprintf("%d\t%.0f\t%.0f\t%.2f\t", n, p.rps(), e.rps(), e.rps()/p.rps()))
+		var ratios []float64
+		for round := 1; round <= cfg.rounds; round++ {
+			p := pairs[[2]int{n, round}]
+			if p == nil || p.ping == nil || p.earn == nil || p.ping.rps() <= 0 {
+				continue
+			}
+			ratio := p.earn.rps() / p.ping.rps()
+			ratios = append(ratios, ratio)
+			lines = append(lines, fmt.Sprintf("%d\t%d\t%.0f\t%.0f\t%.2f\t", n, round, p.ping.rps(), p.earn.rps(), ratio))
+		}
+		if len(ratios) > 1 {
+			slices.Sort(ratios)
+			lines = append(lines, fmt.Sprintf("%d\tmedian\t\t\t%.2f\t(min %.2f, max %.2f)", n, median(ratios), ratios[0], ratios[len(ratios)-1]))
 		}
 	}
 	if len(lines) > 0 {
 		fmt.Fprintln(out)
 		tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "conns\tping req/s\tearn req/s\tearn/ping\t")
+		fmt.Fprintln(tw, "conns\tround\tping req/s\tearn req/s\tearn/ping\t")
 		for _, l := range lines {
 			fmt.Fprintln(tw, l)
 		}
 		tw.Flush()
 	}
+}
+
+// median of sorted values.
+func median(v []float64) float64 {
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
 }
 
 func fmtDur(d time.Duration) string {

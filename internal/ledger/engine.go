@@ -47,7 +47,10 @@ type batch struct {
 // runBatch loads what ops need, applies each, writes the result and returns
 // one outcome per op. The returned error is a storage failure of the whole
 // batch; per-op failures are in the outcomes.
-func runBatch(ctx context.Context, tx BatchTx, now time.Time, ops []Op) ([]outcome, error) {
+//
+// handOff is called once the batch's writes are handed to the store, just
+// before the commit: the next batch may then be taken from the queue.
+func runBatch(ctx context.Context, tx BatchTx, now time.Time, ops []Op, handOff func()) ([]outcome, error) {
 	b := &batch{
 		tx: tx, now: MicroTime(now),
 		deltas: map[int64]*AccountChange{}, lotByID: map[string]*Lot{}, newLots: map[string]bool{},
@@ -65,6 +68,7 @@ func runBatch(ctx context.Context, tx BatchTx, now time.Time, ops []Op) ([]outco
 	if err := tx.Apply(ctx, b.writeSet()); err != nil {
 		return nil, err
 	}
+	handOff()
 	return out, nil
 }
 

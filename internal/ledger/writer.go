@@ -64,6 +64,27 @@ type Writer struct {
 	// onCommit is told which members a batch changed, after the commit and
 	// before any caller is answered (the read path's cache invalidation).
 	onCommit atomic.Pointer[func(ctx context.Context, memberIDs []string)]
+
+	// turn is held by the one batch loop that may take operations from the
+	// queue; it passes on once that loop's batch is computed and about to
+	// commit. See ConcurrentStore.
+	turn chan struct{}
+}
+
+// ConcurrentStore is a Store whose Write may run in several goroutines at
+// once because it serialises the transactions itself: PostgreSQL's first
+// load locks the chain head, so a second transaction waits in the database
+// for the first one's COMMIT and then goes on at once. The writer then runs
+// that many batch loops (each with its own connection), and the next batch
+// is taken from the queue when the current one sends its writes and COMMIT:
+// the next BEGIN and loads are then on their way while the current batch
+// commits, and wait in the database for its lock instead of being sent one
+// round trip after the commit. (Taken earlier, say once the current batch
+// holds the lock, the next batch would be small: only what arrived during
+// one round trip.) Nothing is answered before its own batch's commit. A
+// store without it (SQLite, one writer connection) gets one loop.
+type ConcurrentStore interface {
+	WriteConcurrency() int
 }
 
 type request struct {
@@ -114,8 +135,25 @@ func NewWriter(store Store, cfg WriterConfig) *Writer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	w := &Writer{store: store, cfg: cfg, q: make(chan *request, cfg.QueueSize), done: make(chan struct{})}
-	go w.loop()
+	w := &Writer{store: store, cfg: cfg, q: make(chan *request, cfg.QueueSize), done: make(chan struct{}),
+		turn: make(chan struct{}, 1)}
+	loops := 1
+	if c, ok := store.(ConcurrentStore); ok {
+		loops = max(1, c.WriteConcurrency())
+	}
+	w.turn <- struct{}{}
+	var wg sync.WaitGroup
+	for range loops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.loop()
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(w.done)
+	}()
 	return w
 }
 
@@ -183,16 +221,20 @@ func (w *Writer) Close() {
 }
 
 func (w *Writer) loop() {
-	defer close(w.done)
 	batch := make([]*request, 0, w.cfg.MaxBatch)
 	for {
+		<-w.turn
 		first, ok := <-w.q
 		if !ok {
+			w.turn <- struct{}{} // the other loops learn it too
 			return
 		}
 		batch = append(batch[:0], first)
 		batch = w.fill(batch)
-		w.run(batch)
+		var once sync.Once
+		pass := func() { once.Do(func() { w.turn <- struct{}{} }) }
+		w.run(batch, pass)
+		pass()
 	}
 }
 
@@ -232,7 +274,10 @@ func (w *Writer) fill(batch []*request) []*request {
 // work is done for them. If the batch fails as a whole, it is tried once more
 // (most failures are transient), then split in halves until the operation at
 // fault (say, a receipt another instance took a moment ago) fails alone.
-func (w *Writer) run(batch []*request) {
+//
+// handOff is called when the batch is about to commit (or has failed): the
+// next batch may then be taken.
+func (w *Writer) run(batch []*request, handOff func()) {
 	live := batch[:0]
 	now := time.Now()
 	for _, r := range batch {
@@ -247,7 +292,7 @@ func (w *Writer) run(batch []*request) {
 		return
 	}
 	start := time.Now()
-	err := w.apply(live)
+	err := w.apply(live, handOff)
 	took := time.Since(start)
 	if err == nil {
 		w.learn(took, len(live))
@@ -259,7 +304,7 @@ func (w *Writer) run(batch []*request) {
 }
 
 func (w *Writer) bisect(reqs []*request) {
-	err := w.apply(reqs)
+	err := w.apply(reqs, func() {})
 	if err == nil {
 		return
 	}
@@ -277,7 +322,7 @@ func (w *Writer) bisect(reqs []*request) {
 
 // apply runs one database transaction for reqs and answers each of them only
 // after the commit: an acknowledgement always means committed.
-func (w *Writer) apply(reqs []*request) error {
+func (w *Writer) apply(reqs []*request, handOff func()) error {
 	ops := make([]Op, len(reqs))
 	for i, r := range reqs {
 		ops[i] = r.op
@@ -290,7 +335,7 @@ func (w *Writer) apply(reqs []*request) error {
 	defer cancel()
 	err := w.store.Write(ctx, func(tx BatchTx) error {
 		var err error
-		out, err = runBatch(ctx, w.wrap(tx), w.cfg.Now(), ops)
+		out, err = runBatch(ctx, w.wrap(tx), w.cfg.Now(), ops, handOff)
 		return err
 	})
 	took := time.Since(start)

@@ -44,7 +44,9 @@ const DefaultMaxConns = 8
 // ledger writes wait for a connection.
 type DB struct {
 	pool  *pgxpool.Pool // reads, directory writes, migrations
-	write *pgxpool.Pool // the writer's one connection
+	write *pgxpool.Pool // the writer's connections (writeConns)
+
+	writeConns int
 
 	phones *privacy.Phones // set once by UsePhones before use; nil: privacy.ProcessPhones()
 }
@@ -85,14 +87,29 @@ func OpenNoMigrate(ctx context.Context, dsn string, maxConns int) (*DB, error) {
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "pointd" // in pg_stat_activity
 	}
+	// No JIT compilation: pointd's queries are short index lookups, and when
+	// statistics lag behind a fast-growing table (a launch, a bulk load,
+	// autovacuum not yet there) the planner's cost estimates can pass
+	// jit_above_cost, and a 5 ms history page then spends 300 ms compiling
+	// itself (bench/history measured exactly that). A DSN that sets jit wins.
+	if _, ok := cfg.ConnConfig.RuntimeParams["jit"]; !ok {
+		cfg.ConnConfig.RuntimeParams["jit"] = "off"
+	}
 	if maxConns < 2 {
 		return nil, fmt.Errorf("postgres: maxConns must be at least 2 (one is the writer's), got %d", maxConns)
 	}
-	// Small fixed pools: the batched writer has its own connection whatever
-	// the load, reads share the rest; neither grows nor shrinks.
+	// Small fixed pools: the batched writer has its own connections whatever
+	// the load, reads share the rest; neither grows nor shrinks. Two writer
+	// connections (when the pool has room) let the next batch's BEGIN and
+	// loads wait in PostgreSQL for the current batch's COMMIT instead of
+	// being sent after it (ledger.ConcurrentStore).
+	writeConns := 1
+	if maxConns >= 4 {
+		writeConns = 2
+	}
 	wcfg := cfg.Copy()
-	wcfg.MaxConns, wcfg.MinConns = 1, 1
-	cfg.MaxConns = int32(maxConns - 1)
+	wcfg.MaxConns, wcfg.MinConns = int32(writeConns), int32(writeConns)
+	cfg.MaxConns = int32(maxConns - writeConns)
 	cfg.MinConns = cfg.MaxConns
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -108,8 +125,13 @@ func OpenNoMigrate(ctx context.Context, dsn string, maxConns int) (*DB, error) {
 		write.Close()
 		return nil, fmt.Errorf("postgres: connect to %s:%d/%s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
 	}
-	return &DB{pool: pool, write: write}, nil
+	return &DB{pool: pool, write: write, writeConns: writeConns}, nil
 }
+
+// WriteConcurrency is how many write transactions may run at once: the
+// writer's connections. The chain head lock, taken first in each, makes them
+// commit one after the other (ledger.ConcurrentStore).
+func (db *DB) WriteConcurrency() int { return db.writeConns }
 
 // Close closes every connection.
 func (db *DB) Close() error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,15 +41,17 @@ func (db *DB) Write(ctx context.Context, fn func(ledger.BatchTx) error) error {
 }
 
 func (db *DB) writeOnce(ctx context.Context, fn func(ledger.BatchTx) error) error {
-	tx, err := db.write.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	conn, err := db.write.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("begin write: %w", err)
 	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // a no-op after Commit
+	defer conn.Release()
+	tx := &writeTx{conn: conn}
+	defer tx.rollback() // a no-op after the commit
 	if err := fn(&batchTx{tx: tx, db: db}); err != nil {
 		return err
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if err := tx.commit(ctx); err != nil {
 		return fmt.Errorf("commit write: %w", err)
 	}
 	return nil
@@ -85,7 +88,7 @@ func retryable(err error) bool {
 // head and the accounts it loaded so that Apply can check that nothing
 // changed them behind its locks.
 type batchTx struct {
-	tx       pgx.Tx
+	tx       *writeTx
 	db       *DB
 	headSeq  int64
 	headHash []byte
@@ -286,8 +289,10 @@ func (b *batchTx) queryLots(ctx context.Context, memberIDs []string) (map[string
 	return out, nil
 }
 
-// Apply writes a batch in one round trip: a pipeline of multi-row
-// statements, each fed by arrays, none for what did not change.
+// Apply writes a batch: a pipeline of multi-row statements, each fed by
+// arrays, none for what did not change. The pipeline is sent with the COMMIT
+// (writetx.go), or before the next statement of the transaction if there is
+// one; an error of the writes is then that statement's or the commit's.
 func (b *batchTx) Apply(ctx context.Context, w *ledger.WriteSet) error {
 	if err := checkUnique(w); err != nil {
 		return err
@@ -345,16 +350,32 @@ func (b *batchTx) Apply(ctx context.Context, w *ledger.WriteSet) error {
 
 	if n := len(w.Accounts); n > 0 {
 		ids, bal, held := make([]int64, n), make([]int64, n), make([]int64, n)
+		loaded, lBal, lHeld := make([]bool, n), make([]int64, n), make([]int64, n)
 		for i, a := range w.Accounts {
 			ids[i], bal[i], held[i] = a.ID, a.BalanceDelta, a.HeldDelta
+			// An account Accounts loaded (and locked) must still be as it
+			// was loaded: PostgreSQL checks it, before the COMMIT. Accounts
+			// the batch did not load are not checked.
+			if before, ok := b.accounts[a.ID]; ok {
+				loaded[i], lBal[i], lHeld[i] = true, before.Balance, before.Held
+			}
 		}
 		// The rows are locked already (Accounts); RETURNING lets Apply check
 		// each against what it loaded plus the batch's delta.
-		pb.query("update accounts", n, `
+		pb.counted("update accounts", n, `
 			UPDATE accounts AS a SET balance = a.balance + v.d, held = a.held + v.h
-			FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(id, d, h)
-			WHERE a.id = v.id
-			RETURNING a.id, a.balance, a.held`, b.checkAccounts(w.Accounts), ids, bal, held)
+			FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bool[], $5::bigint[], $6::bigint[])
+				AS v(id, d, h, loaded, balance, held)
+			WHERE a.id = v.id AND (NOT v.loaded OR (a.balance = v.balance AND a.held = v.held))`,
+			ids, bal, held, loaded, lBal, lHeld)
+		// A second Apply in this transaction starts from here.
+		for _, a := range w.Accounts {
+			if before, ok := b.accounts[a.ID]; ok {
+				before.Balance += a.BalanceDelta
+				before.Held += a.HeldDelta
+				b.accounts[a.ID] = before
+			}
+		}
 	}
 
 	if n := len(w.NewLots); n > 0 {
@@ -374,7 +395,7 @@ func (b *batchTx) Apply(ctx context.Context, w *ledger.WriteSet) error {
 		for i, l := range w.LotUpdates {
 			ids[i], remaining[i] = l.ID, l.Remaining
 		}
-		pb.exec("update lots", n, `
+		pb.counted("update lots", n, `
 			UPDATE lots AS l SET remaining = v.remaining
 			FROM unnest($1::text[], $2::bigint[]) AS v(id, remaining)
 			WHERE l.id = v.id`, ids, remaining)
@@ -399,7 +420,7 @@ func (b *batchTx) Apply(ctx context.Context, w *ledger.WriteSet) error {
 		for i, h := range w.HoldUpdates {
 			ids[i], statuses[i] = h.ID, string(h.Status)
 		}
-		pb.exec("update holds", n, `
+		pb.counted("update holds", n, `
 			UPDATE holds AS h SET status = v.status
 			FROM unnest($1::text[], $2::text[]) AS v(id, status)
 			WHERE h.id = v.id`, ids, statuses)
@@ -410,7 +431,7 @@ func (b *batchTx) Apply(ctx context.Context, w *ledger.WriteSet) error {
 		for i, c := range w.Cancels {
 			ids[i], cPoints[i], cAmounts[i] = c.ID, c.CancelledPoints, c.CancelledAmount
 		}
-		pb.exec("update cancel counters", n, `
+		pb.counted("update cancel counters", n, `
 			UPDATE transactions AS t SET cancelled_points = v.p, cancelled_amount = v.a
 			FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS v(id, p, a)
 			WHERE t.id = v.id`, ids, cPoints, cAmounts)
@@ -431,49 +452,17 @@ func (b *batchTx) Apply(ctx context.Context, w *ledger.WriteSet) error {
 	}
 
 	if !b.headRead || w.HeadSeq != b.headSeq || !bytesEqual(w.HeadHash, b.headHash) {
-		pb.exec("update ledger head", 1, `UPDATE ledger_head SET seq = $1, hash = $2 WHERE id = 1`, w.HeadSeq, w.HeadHash)
+		pb.counted("update ledger head", 1, `UPDATE ledger_head SET seq = $1, hash = $2 WHERE id = 1`, w.HeadSeq, w.HeadHash)
 	}
 
-	if err := pb.run(ctx, b.tx); err != nil {
-		return err
+	if len(pb.steps) > 0 {
+		if err := b.tx.flush(ctx); err != nil { // an earlier Apply of this transaction
+			return err
+		}
+		b.tx.pending = &pb
 	}
 	b.headSeq, b.headHash, b.headRead = w.HeadSeq, w.HeadHash, true
 	return nil
-}
-
-// checkAccounts returns a check of the accounts an UPDATE … RETURNING gives
-// back: each must be what Accounts loaded plus the batch's delta (accounts
-// it did not load are not checked).
-func (b *batchTx) checkAccounts(changes []ledger.AccountChange) func(pgx.Rows) error {
-	return func(rows pgx.Rows) error {
-		want := make(map[int64]ledger.AccountChange, len(changes))
-		for _, c := range changes {
-			want[c.ID] = c
-		}
-		n := 0
-		for rows.Next() {
-			var a ledger.Account
-			if err := rows.Scan(&a.ID, &a.Balance, &a.Held); err != nil {
-				return err
-			}
-			n++
-			c := want[a.ID]
-			if before, ok := b.accounts[a.ID]; ok {
-				if before.Balance+c.BalanceDelta != a.Balance || before.Held+c.HeldDelta != a.Held {
-					return fmt.Errorf("account %d changed behind the batch's lock: loaded %d/%d, delta %d/%d, now %d/%d",
-						a.ID, before.Balance, before.Held, c.BalanceDelta, c.HeldDelta, a.Balance, a.Held)
-				}
-				b.accounts[a.ID] = a // a second Apply in this transaction starts from here
-			}
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if n != len(changes) {
-			return fmt.Errorf("%d accounts to update, %d found", len(changes), n)
-		}
-		return nil
-	}
 }
 
 // checkUnique refuses a write set that names a row twice among the updates
@@ -523,23 +512,39 @@ type pipeline struct {
 }
 
 type step struct {
-	what  string
-	rows  int64
-	check func(pgx.Rows) error // for queries; nil for plain statements
+	what    string
+	tag     string // when set, the command tag the statement must answer
+	counted bool   // a counted statement: its error is a row count PostgreSQL found wrong
 }
 
-func (p *pipeline) exec(what string, rows int, sql string, args ...any) {
-	p.batch.Queue(sql, args...)
-	p.steps = append(p.steps, step{what: what, rows: int64(rows)})
+// commit ends the pipeline with COMMIT, which must answer "COMMIT": a
+// transaction that failed answers "ROLLBACK" without an error.
+func (p *pipeline) commit() {
+	p.batch.Queue(`COMMIT`)
+	p.steps = append(p.steps, step{what: "commit", tag: "COMMIT"})
 }
 
-func (p *pipeline) query(what string, rows int, sql string, check func(pgx.Rows) error, args ...any) {
+// exec queues an INSERT … SELECT FROM unnest(…): it inserts a row per array
+// element or fails, so its count needs no check.
+func (p *pipeline) exec(what string, _ int, sql string, args ...any) {
 	p.batch.Queue(sql, args...)
-	p.steps = append(p.steps, step{what: what, rows: int64(rows), check: check})
+	p.steps = append(p.steps, step{what: what})
+}
+
+// counted queues an UPDATE that must change exactly n rows, checked by
+// PostgreSQL itself: the statement fails (a division by zero) when the count
+// differs, which aborts the transaction. A check made here, on the answers,
+// would come too late: the COMMIT sent in the same pipeline would already
+// have run.
+func (p *pipeline) counted(what string, n int, update string, args ...any) {
+	sql := `WITH u AS (` + update + ` RETURNING 1)
+		SELECT 1 / (CASE WHEN count(*) = $` + strconv.Itoa(len(args)+1) + ` THEN 1 ELSE 0 END) FROM u`
+	p.batch.Queue(sql, append(args, int64(n))...)
+	p.steps = append(p.steps, step{what: what, counted: true})
 }
 
 // run sends every statement at once and reads every result: one round trip.
-func (p *pipeline) run(ctx context.Context, tx pgx.Tx) (err error) {
+func (p *pipeline) run(ctx context.Context, tx batchSender) (err error) {
 	if len(p.steps) == 0 {
 		return nil
 	}
@@ -550,27 +555,15 @@ func (p *pipeline) run(ctx context.Context, tx pgx.Tx) (err error) {
 		}
 	}()
 	for _, s := range p.steps {
-		if s.check != nil {
-			rows, err := br.Query()
-			if err != nil {
-				return fmt.Errorf("%s: %w", s.what, err)
-			}
-			err = s.check(rows)
-			rows.Close()
-			if err == nil {
-				err = rows.Err()
-			}
-			if err != nil {
-				return fmt.Errorf("%s: %w", s.what, err)
-			}
-			continue
-		}
 		tag, err := br.Exec()
 		if err != nil {
+			if code, _ := pgCode(err); s.counted && code == "22012" {
+				return fmt.Errorf("%s: %w", s.what, errRowCount)
+			}
 			return fmt.Errorf("%s: %w", s.what, err)
 		}
-		if tag.RowsAffected() != s.rows {
-			return fmt.Errorf("%s: %d rows expected, %d written (a row is missing)", s.what, s.rows, tag.RowsAffected())
+		if s.tag != "" && tag.String() != s.tag {
+			return fmt.Errorf("%s: %w (%q)", s.what, errNotCommitted, tag.String())
 		}
 	}
 	return nil

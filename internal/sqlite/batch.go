@@ -111,6 +111,9 @@ func (db *DB) Write(ctx context.Context, fn func(ledger.BatchTx) error) (err err
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: commit: %w", err)
 	}
+	if ck := db.checkpoints(); ck != nil {
+		ck.committed()
+	}
 	return nil
 }
 

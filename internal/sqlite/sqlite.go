@@ -72,6 +72,10 @@ type DB struct {
 	rstmts map[string]*sql.Stmt // reads
 
 	phones *privacy.Phones // set once by UsePhones before use; nil: privacy.ProcessPhones()
+
+	ckOnce sync.Once
+	ckMu   sync.Mutex
+	ck     *checkpointer // checkpoint.go; nil until the first Write
 }
 
 // Open opens the database in dir (creating dir and the file when needed) and
@@ -107,6 +111,7 @@ func OpenNoMigrate(ctx context.Context, dir string) (*DB, error) {
 	wq := cloneValues(common)
 	wq.Add("_pragma", "journal_mode(WAL)")
 	wq.Add("_pragma", "synchronous(FULL)")
+	wq.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", writerAutoCheckpoint)) // checkpoint.go
 	wq.Set("_txlock", "immediate")
 	if db.w, err = sql.Open("sqlite", dsn(file, wq)); err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", file, err)
@@ -123,6 +128,7 @@ func OpenNoMigrate(ctx context.Context, dir string) (*DB, error) {
 
 	rq := cloneValues(common)
 	rq.Add("_pragma", "query_only(1)")
+	rq.Add("_pragma", "synchronous(FULL)") // the readers run the WAL checkpoints (checkpoint.go)
 	if db.r, err = sql.Open("sqlite", dsn(file, rq)); err != nil {
 		db.w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", file, err)
@@ -236,6 +242,7 @@ func (db *DB) PoolWaits() (idle int, waits int64) {
 
 // Close closes every connection.
 func (db *DB) Close() error {
+	db.closeCheckpointer()
 	db.wmu.Lock()
 	closeStmts(db.wstmts)
 	db.wmu.Unlock()

@@ -108,6 +108,8 @@ func TestOpenMigratesOnceAndReopens(t *testing.T) {
 		{db.w, "busy_timeout", busyTimeoutMS},
 		{db.r, "busy_timeout", busyTimeoutMS},
 		{db.r, "query_only", 1},
+		{db.r, "synchronous", 2},                           // the readers run the WAL checkpoints: they must sync
+		{db.w, "wal_autocheckpoint", writerAutoCheckpoint}, // only a backstop: checkpoint.go does it beside the writer
 	} {
 		var v int
 		if err := p.pool.QueryRowContext(ctx, "PRAGMA "+p.pragma).Scan(&v); err != nil || v != p.want {
