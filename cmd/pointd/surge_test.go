@@ -50,9 +50,9 @@ func lastOutputLine(s string) string {
 
 var shortSurge = []string{"--duration", "4s", "--rate", "80", "--members", "30", "--stores", "6", "--seed", "7"}
 
-func surgeClean(t *testing.T, spawn string) {
+func surgeClean(t *testing.T, spawn string, extra ...string) (stderr string) {
 	bin := buildPointd(t)
-	args := append([]string{"--spawn", spawn, "--fault", "server-kill@2s", "--fault", "conn-drop@1s:1s"}, shortSurge...)
+	args := append(append([]string{"--spawn", spawn, "--fault", "server-kill@2s", "--fault", "conn-drop@1s:1s"}, shortSurge...), extra...)
 	code, out, errOut := runSurge(t, bin, args...)
 	t.Logf("stdout:\n%s", out)
 	if code != 0 || lastOutputLine(out) != "verdict: clean" {
@@ -64,10 +64,15 @@ func surgeClean(t *testing.T, spawn string) {
 	if !strings.Contains(out, "pointd verify: ledger is sound") {
 		t.Errorf("no sound audit in the report:\n%s", out)
 	}
+	return errOut
 }
 
+// On SQLite with the badge profile: a notice is published mid-run and the
+// app's badge polls and notice reads rush while the server is killed.
 func TestSurgeServerKillSQLite(t *testing.T) {
-	surgeClean(t, "--data "+t.TempDir())
+	if errOut := surgeClean(t, "--data "+t.TempDir(), "--profile", "badge"); !strings.Contains(errOut, "notice 0 published") {
+		t.Errorf("no notice was published for the badge rush:\n%s", errOut)
+	}
 }
 
 // TestSurgeServerKillPostgreSQL fails (does not skip) without PostgreSQL.

@@ -85,6 +85,12 @@ type answer struct {
 }
 
 func (c *client) do(ctx context.Context, method, path, key, idem string, body []byte) answer {
+	return c.doIf(ctx, method, path, key, idem, body, "")
+}
+
+// doIf is do with an If-None-Match (when etag is not empty): a member app
+// that kept what it read asks whether it changed.
+func (c *client) doIf(ctx context.Context, method, path, key, idem string, body []byte, etag string) answer {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -102,6 +108,9 @@ func (c *client) do(ctx context.Context, method, path, key, idem string, body []
 	}
 	if idem != "" {
 		req.Header.Set("Idempotency-Key", idem)
+	}
+	if etag != "" {
+		req.Header.Set("If-None-Match", etag)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

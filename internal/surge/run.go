@@ -150,6 +150,30 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) (*Result, er
 		})
 	}
 
+	// The notices of the read rushes, published as each rush begins.
+	for i, r := range cfg.shape.Rushes {
+		if !r.Notice {
+			continue
+		}
+		faultWG.Go(func() {
+			from, _ := r.window(cfg.Duration)
+			select {
+			case <-time.After(time.Until(start.Add(from))):
+			case <-loadCtx.Done():
+				return
+			}
+			if err := w.publishNotice(loadCtx, i, r); err != nil {
+				faultMu.Lock()
+				faultErrs = append(faultErrs, fmt.Sprintf("notice %d: %v", i, err))
+				faultMu.Unlock()
+				logf("notice %d: %v", i, err)
+				return
+			}
+			w.tl.update(func(sec *second) { sec.Faults = append(sec.Faults, "notice") })
+			logf("notice %d published: the badge rush begins", i)
+		})
+	}
+
 	rng := mrand.New(mrand.NewPCG(cfg.Seed, 1))
 	readRng := mrand.New(mrand.NewPCG(cfg.Seed, 2))
 	var gen sync.WaitGroup
@@ -354,6 +378,16 @@ func (w *workload) setup(ctx context.Context) error {
 		}
 		w.stores = append(w.stores, &storeFx{id: s.ID, merchant: mf, posKey: k.Key})
 	}
+	// The member app's backend. Its limit is the server's to find, not the
+	// key's: a rush of app reads must meet admission control, not a 429.
+	var k struct {
+		Key string `json:"key"`
+	}
+	if err := create("/v1/keys", w.admin, fmt.Sprintf("surge-%s-app-key", w.runID),
+		map[string]any{"role": "app", "name": fmt.Sprintf("surge-%s app", w.runID), "rate_limit_per_second": 1_000_000}, &k); err != nil {
+		return err
+	}
+	w.appKey = k.Key
 	return w.signups(ctx, w.membersAt(0))
 }
 

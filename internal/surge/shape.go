@@ -68,11 +68,15 @@ type Mix struct {
 }
 
 // Rush multiplies member-app reads by Factor for For, starting At (a
-// duration like "2m" or a share of the run like "33%").
+// duration like "2m" or a share of the run like "33%"). With Notice, surge
+// publishes a notice as the rush begins: the red badge that causes it.
 type Rush struct {
 	At     string   `toml:"at"`
 	For    duration `toml:"for"`
 	Factor float64  `toml:"factor"`
+	Notice bool     `toml:"notice"`
+	// NoticeRamp spreads the notice's badge over this long (ramp_seconds).
+	NoticeRamp duration `toml:"notice_ramp"`
 
 	frac  float64 // At as a share of the run, when given as "N%"
 	after time.Duration
@@ -99,7 +103,7 @@ func builtinShape(name string) (Shape, bool) {
 		return Shape{Name: name, Growth: "exponential", GrowthFrom: 0.05, MembersFrom: 0.1}, true
 	case ProfileBadge:
 		return Shape{Name: name, Growth: "flat",
-			Rushes: []Rush{{At: "33.3333%", For: duration{time.Minute}, Factor: 20}}}, true
+			Rushes: []Rush{{At: "33.3333%", For: duration{time.Minute}, Factor: 20, Notice: true}}}, true
 	case ProfileDay:
 		return Shape{Name: name, Growth: "flat", Day: &Day{Opens: "09:00", Closes: "22:00",
 			Stagger: duration{time.Hour}, Peaks: []Peak{
@@ -182,6 +186,9 @@ func (s *Shape) check() error {
 		r := &s.Rushes[i]
 		if r.Factor <= 0 || r.For.Duration <= 0 {
 			return fmt.Errorf("read_rush %d: factor and for must be positive", i+1)
+		}
+		if r.NoticeRamp.Duration < 0 || r.NoticeRamp.Duration > 24*time.Hour {
+			return fmt.Errorf("read_rush %d: notice_ramp must be from 0 to 24h", i+1)
 		}
 		if p, ok := strings.CutSuffix(r.At, "%"); ok {
 			f, err := strconv.ParseFloat(p, 64)
@@ -280,18 +287,21 @@ func (d *Day) peakFactor(c time.Duration) float64 {
 	return f
 }
 
+// window is when a rush runs in a run of length d. It lasts at most a third
+// of the run, so that a short rehearsal still has time before and after.
+func (r Rush) window(d time.Duration) (from, to time.Duration) {
+	from = r.after
+	if r.frac >= 0 {
+		from = time.Duration(r.frac * float64(d))
+	}
+	return from, from + min(r.For.Duration, d/3)
+}
+
 // readFactor multiplies member-app reads at offset t of a run of length d.
 func (s *Shape) readFactor(t, d time.Duration) float64 {
 	f := s.ReadsPerPOS
 	for _, r := range s.Rushes {
-		from := r.after
-		if r.frac >= 0 {
-			from = time.Duration(r.frac * float64(d))
-		}
-		// A rush never outlasts the run; in a short run it takes the
-		// middle third, as the badge profile always has.
-		to := from + min(r.For.Duration, d/3)
-		if t >= from && t < to {
+		if from, to := r.window(d); t >= from && t < to {
 			f *= r.Factor
 		}
 	}

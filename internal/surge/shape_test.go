@@ -78,11 +78,17 @@ hold = 1
 at = "50%"
 for = "10s"
 factor = 10
+notice = true
+notice_ramp = "30s"
 `), 0o644)
 	w := dayWorkload(t, path, 4)
 	sh := w.cfg.shape
-	if sh.Name != "launch with a badge rush" || sh.Mix != (Mix{Earn: 1, Hold: 1}) {
+	if sh.Name != "launch with a badge rush" || sh.Mix != (Mix{Earn: 1, Hold: 1}) ||
+		!sh.Rushes[0].Notice || sh.Rushes[0].NoticeRamp.Duration != 30*time.Second {
 		t.Errorf("parsed %+v", sh)
+	}
+	if from, to := sh.Rushes[0].window(w.cfg.Duration); from != 65*time.Second || to != 75*time.Second {
+		t.Errorf("rush window %s–%s, want 1m5s–1m15s", from, to)
 	}
 	if r0 := w.rateAt(0); math.Abs(r0-10) > 0.01 {
 		t.Errorf("growth starts at 10%% of 100: %g", r0)
@@ -108,6 +114,7 @@ func TestBadProfilesAreRefusedWithTheirReason(t *testing.T) {
 		{"[day]\nopens = \"09:00\"\ncloses = \"22:00\"\n[[day.peak]]\nat = \"12:00\"\nwidth = \"1h\"\nfactor = 0.5", "factor at least 1"},
 		{"[[read_rush]]\nat = \"150%\"\nfor = \"1m\"\nfactor = 2", "share of the run"},
 		{"[mix]\nearn = -1\nhold = 2", "mix weights"},
+		{"[[read_rush]]\nat = \"1m\"\nfor = \"1m\"\nfactor = 2\nnotice_ramp = \"48h\"", "notice_ramp"},
 	} {
 		_, err := ParseShape("p.toml", []byte(c.file))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

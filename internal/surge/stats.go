@@ -1,6 +1,7 @@
 package surge
 
 import (
+	"net/http"
 	"slices"
 	"sort"
 	"sync"
@@ -63,7 +64,7 @@ func (t *timeline) attempt(a answer, read bool) {
 		}
 		if r := a.refusal(); r != "" {
 			s.Refusals[r]++
-		} else if a.err != nil || a.status >= 500 || (read && a.status != 200) {
+		} else if a.err != nil || a.status >= 500 || (read && a.status != http.StatusOK && a.status != http.StatusNotModified) {
 			s.Errors++
 		}
 	})

@@ -1,6 +1,7 @@
 package surge
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -71,6 +72,9 @@ type workload struct {
 	stores []*storeFx
 	pol    retryPolicy
 	start  time.Time // when the load began
+	appKey string    // the member app backend's key: badges and notices
+
+	noticesETag atomic.Value // string: what the app kept of GET /v1/notices
 
 	mu      sync.Mutex
 	members []*member // active (signed up) members
@@ -299,20 +303,72 @@ func (w *workload) holdFlow(ctx context.Context, rng *rand.Rand, st *storeFx, m 
 		Idem: w.nextID("void"), WantType: "hold_void", WantPts: pts, HeldD: -pts, Body: []byte("{}")})
 }
 
-// read is one member-app read: the balance or the first page of history.
+// read is one member-app arrival: the badge poll ("anything new for
+// me?", 40 %; when there is, half the members open the notices and mark
+// them seen), the notices list asked with the ETag the app kept (15 %),
+// the balance (25 %) or the first page of history (20 %). The app's
+// backend reads badges and notices with its app key; balance and history
+// with a POS key, as the member's own session would need a login code.
 func (w *workload) read(ctx context.Context, rng *rand.Rand) {
 	m := w.pickMember(rng)
 	st := w.stores[rng.IntN(len(w.stores))]
-	path := "/v1/members/" + m.id + "/balance"
-	if rng.IntN(3) == 0 {
-		path = "/v1/members/" + m.id + "/transactions?limit=20"
+	switch x := rng.Float64(); {
+	case x < 0.40:
+		a := w.appRead(ctx, http.MethodGet, "/v1/members/"+m.id+"/badges", w.appKey, nil)
+		if a.status == http.StatusOK && bytes.Contains(a.body, []byte(`"new":true`)) && rng.IntN(2) == 0 {
+			w.appRead(ctx, http.MethodGet, "/v1/notices", w.appKey, nil)
+			w.appRead(ctx, http.MethodPost, "/v1/members/"+m.id+"/badges/seen", w.appKey, []byte("{}"))
+		}
+	case x < 0.55:
+		etag, _ := w.noticesETag.Load().(string)
+		a := w.appReadIf(ctx, "/v1/notices", w.appKey, etag)
+		if e := a.header.Get("ETag"); a.status == http.StatusOK && e != "" {
+			w.noticesETag.Store(e)
+		}
+	case x < 0.80:
+		w.appRead(ctx, http.MethodGet, "/v1/members/"+m.id+"/balance", st.posKey, nil)
+	default:
+		w.appRead(ctx, http.MethodGet, "/v1/members/"+m.id+"/transactions?limit=20", st.posKey, nil)
 	}
+}
+
+// appRead sends one member-app request (a single attempt) and counts it.
+func (w *workload) appRead(ctx context.Context, method, path, key string, body []byte) answer {
 	w.tl.update(func(s *second) { s.ReadsOff++ })
-	a := w.c.do(ctx, http.MethodGet, path, st.posKey, "", nil)
+	a := w.c.do(ctx, method, path, key, "", body)
+	w.countRead(a)
+	return a
+}
+
+func (w *workload) appReadIf(ctx context.Context, path, key, etag string) answer {
+	w.tl.update(func(s *second) { s.ReadsOff++ })
+	a := w.c.doIf(ctx, http.MethodGet, path, key, "", nil, etag)
+	w.countRead(a)
+	return a
+}
+
+func (w *workload) countRead(a answer) {
 	w.tl.attempt(a, true)
-	if a.err == nil && a.status == http.StatusOK {
+	if a.err == nil && (a.status == http.StatusOK || a.status == http.StatusNotModified) {
 		w.tl.update(func(s *second) { s.Reads++ })
 	}
+}
+
+// publishNotice publishes the notice of rush i: the red badge whose
+// stampede the rush rehearses. It ends by itself an hour after the run.
+func (w *workload) publishNotice(ctx context.Context, i int, r Rush) error {
+	body := map[string]any{
+		"title":        fmt.Sprintf("surge-%s notice %d", w.runID, i),
+		"body":         "A rehearsal's notice: the badge that sends every member to look.",
+		"ramp_seconds": int(r.NoticeRamp.Seconds()),
+		"ends_at":      time.Now().Add(w.cfg.Duration + time.Hour).UTC().Format(time.RFC3339),
+	}
+	a, _, err := w.c.post(ctx, "/v1/notices", w.admin, fmt.Sprintf("surge-%s-notice-%d", w.runID, i), jsonBody(body),
+		retryPolicy{maxAttempts: 5, maxTotal: 20 * time.Second}, nil)
+	if err != nil || a.status != http.StatusCreated {
+		return fmt.Errorf("publish notice: HTTP %d %v %s", a.status, a.err, bytes.TrimSpace(a.body))
+	}
+	return nil
 }
 
 // signup creates one more synthetic member (launch profile).
