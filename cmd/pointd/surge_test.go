@@ -107,7 +107,7 @@ func TestSurgeRefusesBadFlags(t *testing.T) {
 	}
 }
 
-// A run's synthetic data is retired with one command, and a second run of
+// A run's synthetic data (3 POS keys and the app key among it) is retired with one command, and a second run of
 // that command finds nothing left to do.
 func TestSurgeCleanup(t *testing.T) {
 	bin := buildPointd(t)
@@ -132,7 +132,7 @@ func TestSurgeCleanup(t *testing.T) {
 		}
 		return strings.TrimSpace(out)
 	}
-	want := "surge run " + m[1] + ": revoked 3 keys, suspended 3 stores, 2 merchants and 12 members"
+	want := "surge run " + m[1] + ": revoked 4 keys, suspended 3 stores, 2 merchants and 12 members"
 	if got := cleanup(); got != want {
 		t.Errorf("first cleanup: %q, want %q", got, want)
 	}

@@ -209,6 +209,7 @@ func (s *Server) patchMe(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	s.forgetMember(r, caller(r).MemberID)
 	writeJSON(w, http.StatusOK, p)
 }
 
@@ -227,6 +228,7 @@ func (s *Server) deleteMe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.sessions.evict(func(e cachedSession) bool { return e.key.MemberID == id })
+	s.forgetMember(r, id) // the erased name and phone must not be read from a cache
 	b, err := s.store.Balance(r.Context(), id)
 	if err != nil {
 		writeError(w, r, err)
@@ -473,6 +475,18 @@ func (s *Server) authenticateSession(w http.ResponseWriter, r *http.Request, tok
 	}
 	if len(roles) > 0 && !hasRole(auth.RoleMember, roles) {
 		writeProblem(w, r, ledger.Errorf(ledger.CodeForbidden, "a member session may not do this; it reads and changes only its own member under /v1/me"))
+		return auth.Key{}, false
+	}
+	// A member an operator suspended keeps no use of their sessions: the
+	// member is read through the directory cache, which the suspension
+	// invalidates (operator.go), so this costs no query on the hot path.
+	m, err := s.cachedMember(r.Context(), e.key.MemberID)
+	if err != nil {
+		writeError(w, r, err)
+		return auth.Key{}, false
+	}
+	if m.Status == ledger.StatusSuspended {
+		writeProblem(w, r, ledger.Errorf(ledger.CodeMemberSuspended, "this member is suspended; ask the operator"))
 		return auth.Key{}, false
 	}
 	return e.key, true

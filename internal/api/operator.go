@@ -197,6 +197,7 @@ func (s *Server) updateMerchant(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	s.forgetMerchant(r, id)
 	writeJSON(w, http.StatusOK, m)
 }
 
@@ -275,6 +276,7 @@ func (s *Server) merchantStatus(w http.ResponseWriter, r *http.Request, status, 
 	// within their key cache TTL; the ledger refuses the merchant's earns,
 	// redemptions and holds on every instance from the commit on.
 	s.keys.drop(func(k auth.Key) bool { return k.MerchantID == id })
+	s.forgetMerchant(r, id)
 	writeJSON(w, http.StatusOK, m)
 }
 
@@ -346,6 +348,7 @@ func (s *Server) updateStore(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	s.forgetStore(r, id)
 	writeJSON(w, http.StatusOK, st)
 }
 
@@ -385,6 +388,7 @@ func (s *Server) storeStatus(w http.ResponseWriter, r *http.Request, status, act
 		return
 	}
 	s.keys.drop(func(k auth.Key) bool { return k.StoreID == id })
+	s.forgetStore(r, id)
 	writeJSON(w, http.StatusOK, st)
 }
 
@@ -428,6 +432,7 @@ func (s *Server) memberStatus(w http.ResponseWriter, r *http.Request, status, ac
 		writeError(w, r, err)
 		return
 	}
+	s.forgetMember(r, id)
 	writeJSON(w, http.StatusOK, m)
 }
 

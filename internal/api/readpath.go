@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"net/http"
 	"sync"
 	"time"
 
@@ -67,9 +68,14 @@ func (s *Server) initReadPath() {
 	}
 	st := s.store
 	rp := &readPath{shared: s.cfg.Shared}
-	// Directory rows change only by creation (no updates yet): long TTLs,
-	// and local copies may be kept even when shared.
-	rp.members = cache.New(o(cacheMembers, time.Minute, 5*time.Minute, 10*time.Second),
+	// Directory rows change rarely (creation, and the operators' and
+	// members' own changes, which invalidate them: directory.go,
+	// operator.go, me.go): long TTLs, and local copies may be kept even
+	// when shared. A member holds personal data (the phone, opened): it
+	// never goes to Redis in clear, only its invalidations do.
+	mo := o(cacheMembers, time.Minute, 5*time.Minute, 10*time.Second)
+	mo.LocalOnly = true
+	rp.members = cache.New(mo,
 		func(ctx context.Context, id string) (ledger.Member, error) { return st.Member(ctx, id) })
 	rp.stores = cache.New(o(cacheStores, time.Minute, 5*time.Minute, 10*time.Second),
 		func(ctx context.Context, id string) (ledger.StoreInfo, error) { return st.StoreInfo(ctx, id) })
@@ -254,4 +260,64 @@ func (q *seenWriter) flush(ctx context.Context) int {
 		q.mu.Unlock()
 	}
 	return len(batch)
+}
+
+// cachedMember reads a member through the directory cache (the store when
+// the read path is off).
+func (s *Server) cachedMember(ctx context.Context, id string) (ledger.Member, error) {
+	if s.rp == nil {
+		return s.store.Member(ctx, id)
+	}
+	return s.rp.members.Get(ctx, id)
+}
+
+// forgetMember, forgetStore and forgetMerchant drop what the read path
+// holds of a directory row that was just changed, here and (with Redis) on
+// every instance, before the change is answered. A failure is logged: the
+// TTL then bounds how long the old row is served.
+func (s *Server) forgetMember(r *http.Request, id string) {
+	if s.rp == nil {
+		return
+	}
+	if err := s.rp.members.Invalidate(r.Context(), id); err != nil {
+		logger(r).Warn("read path: member not invalidated", "member_id", id, "err", err)
+	}
+}
+
+func (s *Server) forgetStore(r *http.Request, id string) {
+	if s.rp == nil {
+		return
+	}
+	if err := s.rp.stores.Invalidate(r.Context(), id); err != nil {
+		logger(r).Warn("read path: store not invalidated", "store_id", id, "err", err)
+	}
+}
+
+// forgetMerchant drops the merchant and its stores, whose cached rows
+// carry the merchant (ledger.StoreInfo).
+func (s *Server) forgetMerchant(r *http.Request, id string) {
+	if s.rp == nil {
+		return
+	}
+	if err := s.rp.merchants.Invalidate(r.Context(), id); err != nil {
+		logger(r).Warn("read path: merchant not invalidated", "merchant_id", id, "err", err)
+	}
+	if s.office == nil {
+		return
+	}
+	stores, err := s.office.ListStores(r.Context(), id, "", 0)
+	if err != nil {
+		logger(r).Warn("read path: the merchant's stores not invalidated", "merchant_id", id, "err", err)
+		return
+	}
+	ids := make([]string, len(stores))
+	for i, st := range stores {
+		ids[i] = st.ID
+	}
+	if len(ids) == 0 {
+		return
+	}
+	if err := s.rp.stores.Invalidate(r.Context(), ids...); err != nil {
+		logger(r).Warn("read path: the merchant's stores not invalidated", "merchant_id", id, "err", err)
+	}
 }

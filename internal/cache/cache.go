@@ -66,7 +66,11 @@ type Options struct {
 	// which is what read-your-writes across instances needs. Without
 	// Shared, it is not used.
 	LocalTTL time.Duration
-	Observer Observer
+	// LocalOnly, with Shared, keeps values in this process only (they hold
+	// personal data that must not sit in clear in Redis) and uses Redis just
+	// to spread invalidations to the other instances' copies.
+	LocalOnly bool
+	Observer  Observer
 	Now      func() time.Time
 	Logger   *slog.Logger
 }
@@ -80,6 +84,8 @@ type Cache[V any] struct {
 	m       map[string]*entry[V]
 	gen     uint64 // the last generation handed to a tombstone
 	evicted uint64 // counts evictions: a load that saw one stores nothing
+
+	bus *Shared // where invalidations are spread: Shared, also when LocalOnly
 
 	flight     singleflight.Group
 	refreshing map[string]bool // keys with a background refresh running
@@ -109,9 +115,12 @@ func New[V any](o Options, load func(ctx context.Context, key string) (V, error)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	c := &Cache[V]{o: o, load: load, m: map[string]*entry[V]{}}
+	c := &Cache[V]{o: o, load: load, m: map[string]*entry[V]{}, bus: o.Shared}
 	if o.Shared != nil {
 		o.Shared.onInvalidate(o.Name, c.dropLocal)
+		if o.LocalOnly {
+			c.o.Shared = nil // values stay here; only c.bus is used
+		}
 	}
 	return c
 }
@@ -370,7 +379,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V) error {
 // cache that needs them gone at once keeps none: LocalTTL 0.)
 func (c *Cache[V]) Invalidate(ctx context.Context, keys ...string) error {
 	c.dropLocal(keys...)
-	if sh := c.o.Shared; sh != nil {
+	if sh := c.bus; sh != nil {
 		return sh.invalidate(ctx, c.o.Name, keys)
 	}
 	return nil
@@ -379,6 +388,12 @@ func (c *Cache[V]) Invalidate(ctx context.Context, keys ...string) error {
 // dropLocal replaces the local copies of keys with tombstones of a new
 // generation, so that loads already running do not store their results.
 func (c *Cache[V]) dropLocal(keys ...string) {
+	// A caller that comes after the invalidation must not join a load that
+	// began before it (and may have read the database before the write):
+	// it starts a load of its own.
+	for _, k := range keys {
+		c.flight.Forget(k)
+	}
 	if c.localTTL() <= 0 {
 		return // nothing is ever kept here: Redis's version guards the race
 	}
