@@ -208,8 +208,7 @@ func (s *Server) listNotices(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	key := "list\x00" + merchant + "\x00" + q.Get("cursor") + "\x00" + strconv.Itoa(limit)
-	out, err := memo(v, key, func() (any, error) {
+	build := func() (any, error) {
 		items, more := v.List(merchant, after, limit)
 		p := page[notice.Notice]{Items: items}
 		if p.Items == nil {
@@ -219,7 +218,20 @@ func (s *Server) listNotices(w http.ResponseWriter, r *http.Request) {
 			p.NextCursor = makeNoticeCursor(items[len(items)-1])
 		}
 		return p, nil
-	})
+	}
+	// Only the first page of everyone's list is kept rendered (the one a
+	// stampede asks for); a page by cursor or merchant is rendered from
+	// memory each time, so that made-up cursors and ids cannot grow the
+	// view's memo without bound.
+	var out rendered
+	if merchant == "" && after == nil {
+		out, err = memo(v, "list\x00"+strconv.Itoa(limit), build)
+	} else {
+		var val any
+		if val, err = build(); err == nil {
+			out, err = render(val)
+		}
+	}
 	if err != nil {
 		writeError(w, r, err)
 		return

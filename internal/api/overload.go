@@ -71,6 +71,9 @@ func requestTimeout(r *http.Request, server time.Duration) (time.Duration, *ledg
 	if err != nil {
 		return server, bad
 	}
+	if secs >= server.Seconds() { // longer than the server allows (however long): capped
+		return server, nil
+	}
 	d := time.Duration(secs * float64(time.Second))
 	if d < minRequestTimeout {
 		return server, bad

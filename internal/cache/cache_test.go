@@ -370,3 +370,39 @@ func TestSharedDownFallsBackToTheLoader(t *testing.T) {
 		t.Error("an invalidation that could not reach Redis reported no error")
 	}
 }
+
+// countHook counts the commands a Redis client tries to send.
+type countHook struct{ n atomic.Int64 }
+
+func (h *countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { h.n.Add(1); return next(ctx, cmd) }
+}
+func (h *countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error { h.n.Add(1); return next(ctx, cmds) }
+}
+
+// After Redis failed once, the calls that follow do not ask it again for a
+// moment: a hanging Redis costs one request its timeout, not every ledger
+// batch (which invalidates before it answers).
+func TestSharedFailureIsNotAskedAgainAtOnce(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond, MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	hook := &countHook{}
+	rdb.AddHook(hook)
+	src := newSource()
+	src.set("k", 5)
+	c := cache.New(cache.Options{Name: "breaker", TTL: time.Minute, Shared: cache.NewShared(rdb, "x:", nil)}, src.load)
+	mustGet(t, c, "k", 5)
+	tried := hook.n.Load()
+	if tried == 0 {
+		t.Fatal("the first read did not try Redis")
+	}
+	mustGet(t, c, "k", 5)
+	if err := c.Invalidate(context.Background(), "k"); err == nil {
+		t.Error("a skipped invalidation reported no error")
+	}
+	if got := hook.n.Load(); got != tried {
+		t.Errorf("Redis was asked %d more times right after it failed", got-tried)
+	}
+}

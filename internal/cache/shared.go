@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -23,6 +25,12 @@ type Shared struct {
 	prefix string
 	log    *slog.Logger
 	self   string // this instance's id in topic events: its own are not echoed back
+
+	// downUntil (unix ns): after Redis failed, it is not asked again until
+	// then. A Redis that hangs must not make every ledger batch wait for a
+	// timeout (the writer invalidates before it answers): one request pays
+	// it, the others fall back at once.
+	downUntil atomic.Int64
 
 	mu     sync.RWMutex
 	inval  map[string][]func(keys ...string) // by cache name
@@ -137,9 +145,12 @@ func (s *Shared) Publish(ctx context.Context, topic, payload string) error {
 
 // get returns the stored value (nil when none) and the key's version.
 func (s *Shared) get(ctx context.Context, cache, key string) ([]byte, string, error) {
+	if err := s.skip(); err != nil {
+		return nil, "", err
+	}
 	vals, err := s.rdb.MGet(ctx, s.dataKey(cache, key), s.verKey(cache, key)).Result()
 	if err != nil {
-		return nil, "", err
+		return nil, "", s.check(ctx, err)
 	}
 	ver := "0"
 	if v, ok := vals[1].(string); ok {
@@ -162,12 +173,40 @@ end
 return 0`)
 
 func (s *Shared) setIfVersion(ctx context.Context, cache, key, ver string, raw []byte, ttl time.Duration) error {
-	return setIfVersion.Run(ctx, s.rdb, []string{s.dataKey(cache, key), s.verKey(cache, key)},
-		ver, raw, ttl.Milliseconds()).Err()
+	if err := s.skip(); err != nil {
+		return err
+	}
+	return s.check(ctx, setIfVersion.Run(ctx, s.rdb, []string{s.dataKey(cache, key), s.verKey(cache, key)},
+		ver, raw, ttl.Milliseconds()).Err())
 }
 
 func (s *Shared) set(ctx context.Context, cache, key string, raw []byte, ttl time.Duration) error {
-	return s.rdb.Set(ctx, s.dataKey(cache, key), raw, ttl).Err()
+	if err := s.skip(); err != nil {
+		return err
+	}
+	return s.check(ctx, s.rdb.Set(ctx, s.dataKey(cache, key), raw, ttl).Err())
+}
+
+// breakFor is how long Redis is left alone after it failed.
+const breakFor = 2 * time.Second
+
+// errSkipped: Redis failed less than breakFor ago and was not asked.
+var errSkipped = errors.New("redis failed a moment ago; not asked again yet")
+
+func (s *Shared) skip() error {
+	if time.Now().UnixNano() < s.downUntil.Load() {
+		return errSkipped
+	}
+	return nil
+}
+
+// check notes a failure of Redis itself (not a caller that went away, not
+// a missing key) so that the next calls skip it for a moment.
+func (s *Shared) check(ctx context.Context, err error) error {
+	if err != nil && !errors.Is(err, redis.Nil) && ctx.Err() == nil {
+		s.downUntil.Store(time.Now().Add(breakFor).UnixNano())
+	}
+	return err
 }
 
 // invalidate bumps the versions and deletes the values of keys in one
@@ -175,6 +214,9 @@ func (s *Shared) set(ctx context.Context, cache, key string, raw []byte, ttl tim
 func (s *Shared) invalidate(ctx context.Context, cache string, keys []string) error {
 	if len(keys) == 0 {
 		return nil
+	}
+	if err := s.skip(); err != nil {
+		return fmt.Errorf("redis invalidate %s: %w", cache, err)
 	}
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, k := range keys {
@@ -187,7 +229,7 @@ func (s *Shared) invalidate(ctx context.Context, cache string, keys []string) er
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("redis invalidate %s: %w", cache, err)
+		return fmt.Errorf("redis invalidate %s: %w", cache, s.check(ctx, err))
 	}
 	return nil
 }
