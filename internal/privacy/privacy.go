@@ -196,6 +196,11 @@ func Mask(phone string) string {
 	if plus {
 		head = 2
 	}
+	if len(d)-head-4 < 4 {
+		// A short number would show most of its digits that way: keep
+		// only the last two.
+		return strings.Repeat("*", len(d)-2) + d[len(d)-2:]
+	}
 	out := d[:head] + " " + strings.Repeat("*", len(d)-head-4) + "-" + last
 	if plus {
 		out = "+" + out
