@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -23,6 +25,7 @@ type memberFlags struct {
 	sessionTTL    time.Duration
 	phoneCodes    int
 	ipRequests    int
+	logCodes      bool
 }
 
 func (f *memberFlags) register(fs *flag.FlagSet) {
@@ -34,6 +37,7 @@ func (f *memberFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.sessionTTL, "session-ttl", 30*24*time.Hour, "how long a member's session works")
 	fs.IntVar(&f.phoneCodes, "otp-phone-limit", 5, "login codes one phone number may be sent per hour (counted in the database: all instances together)")
 	fs.IntVar(&f.ipRequests, "otp-ip-limit", 20, "code requests, and as many login attempts, one client address may make per 10 minutes (per instance)")
+	fs.BoolVar(&f.logCodes, "otp-log-codes", false, "write login codes to the log on a live server on PostgreSQL that has no --otp-webhook (whoever reads the log can log in as any member)")
 }
 
 func (f *memberFlags) validate() error {
@@ -67,11 +71,26 @@ func (f *memberFlags) validate() error {
 	return nil
 }
 
-func (f *memberFlags) config(mode auth.Mode, phones *privacy.Phones, log *slog.Logger) member.Config {
+// config is the member service's configuration. Login codes go to the
+// webhook; without one they are written to the log, which is what trying
+// pointd needs (SQLite, or test mode) but on a live server on PostgreSQL
+// would let whoever reads the logs log in as any member: there they are
+// not sent at all unless --otp-log-codes says so.
+func (f *memberFlags) config(mode auth.Mode, postgres bool, phones *privacy.Phones, log *slog.Logger) member.Config {
 	cfg := member.Config{Mode: mode, Phones: phones, Log: log, CodeTTL: f.codeTTL, MaxAttempts: f.maxAttempts,
 		SessionTTL: f.sessionTTL, PhoneCodes: f.phoneCodes, IPRequests: f.ipRequests}
-	if f.webhook != "" {
+	switch {
+	case f.webhook != "":
 		cfg.Sender = member.WebhookSender{URL: f.webhook, Secret: []byte(f.webhookSecret), Timeout: f.webhookTO}
+	case mode == auth.ModeLive && postgres && !f.logCodes:
+		cfg.Sender = noSender{}
 	}
 	return cfg
+}
+
+// noSender sends no code: a live server on PostgreSQL without --otp-webhook.
+type noSender struct{}
+
+func (noSender) Send(context.Context, member.Code) error {
+	return errors.New("no --otp-webhook: a live server on PostgreSQL writes no login code to its log unless --otp-log-codes")
 }

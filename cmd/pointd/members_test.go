@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/postgres/pgtest"
 	"github.com/pointd/pointd/internal/privacy"
 )
@@ -89,4 +91,29 @@ func serveBriefly(t *testing.T, args ...string) (int, string) {
 	}
 	cancel()
 	return <-done, errb.String()
+}
+
+// Whoever reads a log that holds login codes can log in as any member: a
+// live server on PostgreSQL without a webhook writes none there.
+func TestLoginCodesOnlyGoWhereTheyShould(t *testing.T) {
+	f := memberFlags{}
+	for _, c := range []struct {
+		name     string
+		mode     auth.Mode
+		postgres bool
+		flags    memberFlags
+		want     string
+	}{
+		{"live PostgreSQL without a webhook: nowhere", auth.ModeLive, true, f, "noSender"},
+		{"live PostgreSQL with --otp-log-codes: the log", auth.ModeLive, true, memberFlags{logCodes: true}, "<nil>"},
+		{"live SQLite (trying pointd): the log", auth.ModeLive, false, f, "<nil>"},
+		{"test mode on PostgreSQL: the log", auth.ModeTest, true, f, "<nil>"},
+		{"a webhook: the webhook", auth.ModeLive, true, memberFlags{webhook: "https://sms.example.com/send", webhookSecret: "0123456789abcdef"}, "member.WebhookSender"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := fmt.Sprintf("%T", c.flags.config(c.mode, c.postgres, nil, nil).Sender); got != c.want && !strings.HasSuffix(got, "."+c.want) {
+				t.Errorf("sender %s, want %s", got, c.want)
+			}
+		})
+	}
 }

@@ -143,9 +143,13 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Shared: shared, NoticeMaxAge: *noticeMaxAge, BadgePoll: *pollInterval}
 	ov.apply(&apicfg, *queue, rdb, mt, log, stdout)
 	srv := api.New(apicfg, db, db, w, log, ready)
-	srv.UseMembers(member.NewService(mf.config(m, d.phones, log), db, db), db)
-	if mf.webhook == "" {
+	mcfg := mf.config(m, d.db != "", d.phones, log)
+	srv.UseMembers(member.NewService(mcfg, db, db), db)
+	switch mcfg.Sender.(type) {
+	case nil:
 		log.Warn("member login codes are written to this log (no --otp-webhook): fine for trying pointd, not for real members")
+	case noSender:
+		log.Warn("member login codes are sent nowhere: this live server on PostgreSQL has no --otp-webhook (and no --otp-log-codes)")
 	}
 	var af alert.File
 	if *alertsFile != "" {
