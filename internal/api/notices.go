@@ -294,6 +294,11 @@ func (s *Server) writeCacheable(w http.ResponseWriter, r *http.Request, v *notic
 		maxAge = max(until, 0)
 	}
 	h := w.Header()
+	// A shared cache keeps the headers with the answer and serves them to
+	// everyone: what belongs to this caller's rate limit must not go along.
+	for _, k := range []string{"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} {
+		h.Del(k)
+	}
 	h.Set("ETag", out.etag)
 	h.Set("Cache-Control", fmt.Sprintf("public, max-age=%d, stale-while-revalidate=%d", int(maxAge/time.Second), noticeSWR))
 	if etagMatch(r.Header.Get("If-None-Match"), out.etag) {
