@@ -332,7 +332,7 @@ func TestRequestTimeout(t *testing.T) {
 		{"2.5", 2500 * time.Millisecond},
 		{"0.001", time.Millisecond},
 		{"3", 3 * time.Second},
-		{"600", 10 * time.Second}, // never longer than the server's
+		{"600", 10 * time.Second},              // never longer than the server's
 		{"9999999999999999", 10 * time.Second}, // seconds beyond what a Duration holds
 	} {
 		t.Run("Request-Timeout "+strconv.Quote(tc.header), func(t *testing.T) {

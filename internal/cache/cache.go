@@ -71,8 +71,8 @@ type Options struct {
 	// to spread invalidations to the other instances' copies.
 	LocalOnly bool
 	Observer  Observer
-	Now      func() time.Time
-	Logger   *slog.Logger
+	Now       func() time.Time
+	Logger    *slog.Logger
 }
 
 // Cache is a read-through cache of V by string key.
