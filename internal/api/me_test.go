@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -688,4 +689,29 @@ func TestSessionModeMismatchCounted(t *testing.T) {
 	wantMetric(t, mfs, "pointd_key_mode_mismatch_total", map[string]string{"key_mode": "test"}, 2)
 	wantMetric(t, mfs, "pointd_http_requests_total", map[string]string{"route": "GET /v1/me", "status": "401", "key_mode": "test"}, 2)
 	wantMetric(t, mfs, "pointd_http_requests_total", map[string]string{"route": "GET /v1/me", "status": "200", "key_mode": "live"}, 1)
+}
+
+// Twenty requests for one number at once get exactly the five codes an
+// hour that the per-phone limit allows.
+func TestPhoneLimitHoldsUnderConcurrentRequests(t *testing.T) {
+	m := newMemberSide(t, nil)
+	const phone = "+15557770001"
+	var wg sync.WaitGroup
+	var sent, limited atomic.Int64
+	for range 20 {
+		wg.Go(func() {
+			switch r := m.askCode(phone, nil); r.status {
+			case http.StatusAccepted:
+				sent.Add(1)
+			case http.StatusTooManyRequests:
+				limited.Add(1)
+			default:
+				t.Errorf("unexpected answer %s", r)
+			}
+		})
+	}
+	wg.Wait()
+	if sent.Load() != 5 || limited.Load() != 15 {
+		t.Errorf("%d codes sent and %d refused; want 5 and 15", sent.Load(), limited.Load())
+	}
 }

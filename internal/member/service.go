@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/big"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -56,6 +57,12 @@ type Service struct {
 	ipLogin *windowLimiter
 	codeKey []byte
 	purged  atomic.Int64 // unix seconds of the last purge started here
+
+	// phoneLocks serialise counting and issuing codes for one phone number
+	// (striped by its keyed hash), so concurrent requests on this instance
+	// cannot all count under the limit and all get a code. Several
+	// instances may still each issue one past it at the same moment.
+	phoneLocks [64]sync.Mutex
 }
 
 // purgeAfter is how long login codes and dead sessions are kept: long
@@ -158,6 +165,9 @@ func (s *Service) RequestCode(ctx context.Context, phone, ip string) (expiresAt 
 		return time.Time{}, rateLimited(wait, "login codes from this address")
 	}
 	ph := s.cfg.Phones.Index(phone)
+	mu := &s.phoneLocks[int(ph[0])%len(s.phoneLocks)]
+	mu.Lock()
+	defer mu.Unlock()
 	since := now.Add(-s.cfg.PhoneWindow)
 	n, oldest, err := s.store.CountOTPs(ctx, ph, since)
 	if err != nil {
