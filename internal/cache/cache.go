@@ -89,6 +89,7 @@ type Cache[V any] struct {
 
 	flight     singleflight.Group
 	refreshing map[string]bool // keys with a background refresh running
+	loading    map[string]int  // loads running per key: what an invalidation must guard against
 	loads      atomic.Int64    // how many times load ran, for tests and benchmarks
 	lastWarn   atomic.Int64    // unix ns of the last warning logged
 }
@@ -239,7 +240,18 @@ func (c *Cache[V]) fill(ctx context.Context, key string, background bool) (V, er
 		}
 	}
 	epoch := c.evicted
+	if c.loading == nil {
+		c.loading = map[string]int{}
+	}
+	c.loading[key]++
 	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		if c.loading[key]--; c.loading[key] <= 0 {
+			delete(c.loading, key)
+		}
+		c.mu.Unlock()
+	}()
 
 	ver := ""
 	if sh := c.o.Shared; sh != nil {
@@ -403,6 +415,13 @@ func (c *Cache[V]) dropLocal(keys ...string) {
 	for _, k := range keys {
 		c.gen++
 		if _, ok := c.m[k]; !ok {
+			if c.loading[k] == 0 {
+				// Neither kept nor being loaded: nothing to forget, and a
+				// tombstone would only take the room of a real entry (a
+				// surge of writes to members nobody reads would evict the
+				// ones everybody reads).
+				continue
+			}
 			c.makeRoom()
 		}
 		// A tombstone lives long enough to outlast any load in flight.

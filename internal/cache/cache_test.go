@@ -406,3 +406,26 @@ func TestSharedFailureIsNotAskedAgainAtOnce(t *testing.T) {
 		t.Errorf("Redis was asked %d more times right after it failed", got-tried)
 	}
 }
+
+// Invalidating keys nobody reads (the members a surge of earns touches)
+// must not push out the entries everybody reads.
+func TestInvalidatingUncachedKeysKeepsTheCachedOnes(t *testing.T) {
+	src := newSource()
+	c := cache.New(cache.Options{Name: "room", TTL: time.Minute, MaxEntries: 10}, src.load)
+	for i := range 5 {
+		src.set(fmt.Sprint("hot", i), i)
+		mustGet(t, c, fmt.Sprint("hot", i), i)
+	}
+	for i := range 100 {
+		if err := c.Invalidate(context.Background(), fmt.Sprint("cold", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := src.calls.Load()
+	for i := range 5 {
+		mustGet(t, c, fmt.Sprint("hot", i), i)
+	}
+	if got := src.calls.Load() - before; got != 0 {
+		t.Errorf("%d of the 5 hot entries were pushed out by invalidations of keys never cached", got)
+	}
+}
