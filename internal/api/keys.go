@@ -17,6 +17,7 @@ func (s *Server) lookupKey(ctx context.Context, hash []byte) (cachedKey, error) 
 		return ck, nil
 	}
 	v, err, _ := s.keyFlight.Do(h, func() (any, error) {
+		gen := s.keys.begin()
 		// Detached from the first caller: the others wait for this result
 		// even if that caller leaves.
 		k, err := s.keyStore.KeyByHash(context.WithoutCancel(ctx), hash)
@@ -31,11 +32,17 @@ func (s *Server) lookupKey(ctx context.Context, hash []byte) (cachedKey, error) 
 		default:
 			return cachedKey{}, err
 		}
-		s.keys.put(h, ck)
+		s.keys.put(h, ck, gen)
 		return ck, nil
 	})
 	if err != nil {
 		return cachedKey{}, err
 	}
 	return v.(cachedKey), nil
+}
+
+// dropKeys forgets the cached keys that match: how a revocation, a rotation
+// or a suspension takes effect at once on this instance.
+func (s *Server) dropKeys(match func(auth.Key) bool) {
+	s.keys.drop(func(c cachedKey) bool { return c.found && match(c.key) })
 }

@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pointd/pointd/internal/auth"
@@ -167,7 +166,7 @@ func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	s.sessions.evict(func(e cachedSession) bool { return e.key.ID == k.ID })
+	s.sessions.drop(func(e cachedSession) bool { return e.key.ID == k.ID })
 	writeJSON(w, http.StatusOK, map[string]string{"status": "logged_out"})
 }
 
@@ -227,7 +226,7 @@ func (s *Server) deleteMe(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	s.sessions.evict(func(e cachedSession) bool { return e.key.MemberID == id })
+	s.sessions.drop(func(e cachedSession) bool { return e.key.MemberID == id })
 	s.forgetMember(r, id) // the erased name and phone must not be read from a cache
 	b, err := s.store.Balance(r.Context(), id)
 	if err != nil {
@@ -383,51 +382,15 @@ func (s *Server) listMyTransactions(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, p)
 }
 
-// sessionCache keeps recently checked session tokens, like keyCache keeps
-// keys: a member app's reads must not each cost a session lookup. A logout
-// or withdrawal evicts the entries at once on the instance that served it;
-// other instances notice within the TTL (Config.KeyCacheTTL, 10 s).
-type sessionCache struct {
-	mu  sync.Mutex
-	ttl time.Duration
-	m   map[string]cachedSession
-}
-
+// cachedSession is a checked session token as Server.sessions keeps it
+// (credCache, like keys): a member app's reads must not each cost a session
+// lookup. A logout or withdrawal drops the entries at once on the instance
+// that served it; other instances notice within the TTL
+// (Config.KeyCacheTTL, 10 s).
 type cachedSession struct {
-	key     auth.Key
-	found   bool
-	ends    time.Time // the session's own expiry
-	expires time.Time // of this cache entry
-}
-
-func (c *sessionCache) get(h string, now time.Time) (cachedSession, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[h]
-	if !ok || now.After(e.expires) {
-		return cachedSession{}, false
-	}
-	return e, true
-}
-
-func (c *sessionCache) put(h string, e cachedSession) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) > 100_000 {
-		clear(c.m)
-	}
-	e.expires = time.Now().Add(c.ttl)
-	c.m[h] = e
-}
-
-func (c *sessionCache) evict(match func(cachedSession) bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for h, e := range c.m {
-		if match(e) {
-			delete(c.m, h)
-		}
-	}
+	key   auth.Key
+	found bool
+	ends  time.Time // the session's own expiry
 }
 
 // authenticateSession resolves a member session token (already known to be
@@ -447,9 +410,10 @@ func (s *Server) authenticateSession(w http.ResponseWriter, r *http.Request, tok
 	hash := auth.HashSecret(token)
 	h := string(hash)
 	now := s.members.Now()
-	e, ok := s.sessions.get(h, time.Now())
+	e, ok := s.sessions.get(h)
 	if !ok {
 		v, err, _ := s.keyFlight.Do("session\x00"+h, func() (any, error) {
+			gen := s.sessions.begin()
 			sess, err := s.members.Authenticate(context.WithoutCancel(r.Context()), token)
 			var e cachedSession
 			switch {
@@ -460,7 +424,7 @@ func (s *Server) authenticateSession(w http.ResponseWriter, r *http.Request, tok
 			default:
 				return cachedSession{}, err
 			}
-			s.sessions.put(h, e)
+			s.sessions.put(h, e, gen)
 			return e, nil
 		})
 		if err != nil {

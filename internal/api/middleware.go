@@ -144,13 +144,71 @@ func printableASCII(s string) bool {
 	return true
 }
 
-// keyCache keeps recently checked keys so that authenticating a request does
-// not cost a database query: the ping endpoint must not touch the database,
-// and a surge must not turn every request into a key lookup.
-type keyCache struct {
+// credCache keeps recently checked credentials (API keys, member sessions)
+// so that authenticating a request does not cost a database query: the ping
+// endpoint must not touch the database, and a surge must not turn every
+// request into a lookup. Entries live for ttl; a revocation, rotation or
+// suspension drops them at once on this instance, and a lookup that began
+// before such a drop does not put its (older) answer back.
+type credCache[V any] struct {
 	mu  sync.Mutex
 	ttl time.Duration
-	m   map[string]cachedKey
+	m   map[string]credEntry[V]
+	gen uint64 // bumped by every drop
+}
+
+type credEntry[V any] struct {
+	v       V
+	expires time.Time
+}
+
+func newCredCache[V any](ttl time.Duration) *credCache[V] {
+	return &credCache[V]{ttl: ttl, m: map[string]credEntry[V]{}}
+}
+
+func (c *credCache[V]) get(h string) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[h]
+	if !ok || time.Now().After(e.expires) {
+		var zero V
+		return zero, false
+	}
+	return e.v, true
+}
+
+// begin is called before a lookup; put is given what it returned.
+func (c *credCache[V]) begin() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
+// put keeps v unless something was dropped since the lookup began (that
+// lookup may have read the row before the change the drop stands for).
+func (c *credCache[V]) put(h string, v V, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
+	if len(c.m) > 100_000 { // a flood of random credentials must not grow memory without bound
+		clear(c.m)
+	}
+	c.m[h] = credEntry[V]{v: v, expires: time.Now().Add(c.ttl)}
+}
+
+// drop forgets every entry that matches, so that the next request with it
+// looks it up again.
+func (c *credCache[V]) drop(match func(V) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	for h, e := range c.m {
+		if match(e.v) {
+			delete(c.m, h)
+		}
+	}
 }
 
 type cachedKey struct {
@@ -159,40 +217,6 @@ type cachedKey struct {
 	// The status of the key's merchant and store when it was looked up: a
 	// suspended merchant's keys stop working (see ownerStatus).
 	merchantStatus, storeStatus string
-	expires                     time.Time
-}
-
-func (c *keyCache) get(h string) (cachedKey, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[h]
-	if !ok || time.Now().After(e.expires) {
-		return cachedKey{}, false
-	}
-	return e, true
-}
-
-// drop forgets every cached key that matches, so that the next request with
-// it looks it up again: how a revocation, a rotation or a suspension takes
-// effect at once on this instance.
-func (c *keyCache) drop(match func(auth.Key) bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for h, e := range c.m {
-		if e.found && match(e.key) {
-			delete(c.m, h)
-		}
-	}
-}
-
-func (c *keyCache) put(h string, e cachedKey) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) > 100_000 { // a flood of random keys must not grow memory without bound
-		clear(c.m)
-	}
-	e.expires = time.Now().Add(c.ttl)
-	c.m[h] = e
 }
 
 // authenticate resolves the bearer key and checks its mode and roles.

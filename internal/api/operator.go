@@ -275,7 +275,7 @@ func (s *Server) merchantStatus(w http.ResponseWriter, r *http.Request, status, 
 	// with the new status, by their next request. Other instances follow
 	// within their key cache TTL; the ledger refuses the merchant's earns,
 	// redemptions and holds on every instance from the commit on.
-	s.keys.drop(func(k auth.Key) bool { return k.MerchantID == id })
+	s.dropKeys(func(k auth.Key) bool { return k.MerchantID == id })
 	s.forgetMerchant(r, id)
 	writeJSON(w, http.StatusOK, m)
 }
@@ -387,7 +387,7 @@ func (s *Server) storeStatus(w http.ResponseWriter, r *http.Request, status, act
 		writeError(w, r, err)
 		return
 	}
-	s.keys.drop(func(k auth.Key) bool { return k.StoreID == id })
+	s.dropKeys(func(k auth.Key) bool { return k.StoreID == id })
 	s.forgetStore(r, id)
 	writeJSON(w, http.StatusOK, st)
 }
@@ -543,7 +543,7 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	s.keys.drop(func(c auth.Key) bool { return c.ID == id })
+	s.dropKeys(func(c auth.Key) bool { return c.ID == id })
 	writeJSON(w, http.StatusOK, infoOf(k))
 }
 
@@ -612,7 +612,7 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	s.keys.drop(func(c auth.Key) bool { return c.ID == id })
+	s.dropKeys(func(c auth.Key) bool { return c.ID == id })
 	writeJSON(w, http.StatusCreated, rotateResponse{
 		keyResponse: keyResponse{ID: nk.ID, Key: secret, Prefix: nk.Prefix, Role: nk.Role, Mode: nk.Mode,
 			MerchantID: nk.MerchantID, StoreID: nk.StoreID, Name: nk.Name, CreatedAt: nk.CreatedAt},

@@ -82,7 +82,7 @@ type Server struct {
 	keyStore  auth.KeyStore
 	writer    *ledger.Writer
 	log       *slog.Logger
-	keys      *keyCache
+	keys      *credCache[cachedKey]
 	keyFlight singleflight.Group
 	ready     func(context.Context) error
 	metrics   *metrics.Metrics // nil: metrics off
@@ -95,7 +95,7 @@ type Server struct {
 	// The member side (me.go): logins, sessions, /v1/me.
 	members     *member.Service // nil: member logins answer 503
 	memberStore member.Store
-	sessions    *sessionCache
+	sessions    *credCache[cachedSession]
 	rp          *readPath // readpath.go
 }
 
@@ -127,9 +127,9 @@ func New(cfg Config, store ledger.Store, keys auth.KeyStore, writer *ledger.Writ
 	}
 	office, _ := store.(backoffice.Store)
 	s := &Server{cfg: cfg, store: store, keyStore: keys, writer: writer, log: log,
-		keys: &keyCache{ttl: cfg.KeyCacheTTL, m: map[string]cachedKey{}}, ready: ready, metrics: cfg.Metrics,
+		keys: newCredCache[cachedKey](cfg.KeyCacheTTL), ready: ready, metrics: cfg.Metrics,
 		office: office, usage: newKeyUsage(keyUsageFlushEvery),
-		sessions: &sessionCache{ttl: cfg.KeyCacheTTL, m: map[string]cachedSession{}}}
+		sessions: newCredCache[cachedSession](cfg.KeyCacheTTL)}
 	// Both stores are member stores too; the defaults (codes written to
 	// the log) stand until UseMembers configures the service.
 	if ms, ok := store.(member.Store); ok {
