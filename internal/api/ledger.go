@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/base64"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -272,29 +273,37 @@ const (
 	maxPageSize     = 200
 )
 
+// historyPage reads a history page's limit and cursor (a transaction seq:
+// the page holds those before it; 0 for the first page).
+func historyPage(q url.Values) (before int64, limit int, err *ledger.Error) {
+	limit = defaultPageSize
+	if v := q.Get("limit"); v != "" {
+		n, cerr := strconv.Atoi(v)
+		if cerr != nil || n < 1 || n > maxPageSize {
+			return 0, 0, ledger.Invalid("limit", "must be an integer from 1 to %d", maxPageSize)
+		}
+		limit = n
+	}
+	if c := q.Get("cursor"); c != "" {
+		n, ok := parseCursor(c)
+		if !ok {
+			return 0, 0, ledger.Invalid("cursor", "is not a cursor this API gave out")
+		}
+		before = n
+	}
+	return before, limit, nil
+}
+
 func (s *Server) listTransactions(w http.ResponseWriter, r *http.Request) {
 	id, ok := pathID(w, r, ledger.CodeMemberNotFound)
 	if !ok {
 		return
 	}
 	q := r.URL.Query()
-	limit := defaultPageSize
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxPageSize {
-			writeProblem(w, r, ledger.Invalid("limit", "must be an integer from 1 to %d", maxPageSize))
-			return
-		}
-		limit = n
-	}
-	var before int64
-	if c := q.Get("cursor"); c != "" {
-		n, ok := parseCursor(c)
-		if !ok {
-			writeProblem(w, r, ledger.Invalid("cursor", "is not a cursor this API gave out"))
-			return
-		}
-		before = n
+	before, limit, perr := historyPage(q)
+	if perr != nil {
+		writeProblem(w, r, perr)
+		return
 	}
 	if _, err := s.rp.members.Get(r.Context(), id); err != nil {
 		writeError(w, r, err)

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
@@ -316,23 +315,10 @@ func (s *Server) listMyTransactions(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	limit := defaultPageSize
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxPageSize {
-			writeProblem(w, r, ledger.Invalid("limit", "must be an integer from 1 to %d", maxPageSize))
-			return
-		}
-		limit = n
-	}
-	var before int64
-	if c := q.Get("cursor"); c != "" {
-		n, ok := parseCursor(c)
-		if !ok {
-			writeProblem(w, r, ledger.Invalid("cursor", "is not a cursor this API gave out"))
-			return
-		}
-		before = n
+	before, limit, perr := historyPage(q)
+	if perr != nil {
+		writeProblem(w, r, perr)
+		return
 	}
 	var f member.HistoryFilter
 	seen := map[ledger.TxType]bool{}
@@ -349,7 +335,6 @@ func (s *Server) listMyTransactions(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	var perr *ledger.Error
 	if v := q.Get("from"); v != "" {
 		if f.From, perr = parseDay("from", v, false); perr != nil {
 			writeProblem(w, r, perr)
