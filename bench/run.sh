@@ -38,6 +38,9 @@ trap cleanup EXIT
 
 if [ -n "${1:-}" ]; then
 	db=(--db "$1")
+	# PostgreSQL needs the key that seals phone numbers (any will do here).
+	POINTD_DATA_KEY=${POINTD_DATA_KEY:-$(head -c 32 /dev/urandom | base64)}
+	export POINTD_DATA_KEY
 else
 	db=(--data "$work/data")
 fi
