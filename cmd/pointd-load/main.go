@@ -182,7 +182,7 @@ func run(args []string) error {
 				if ep == "ping" && key == "" {
 					key = cfg.adminKey
 				}
-				r := measure(cfg, ep, n, key, &fx, runID)
+				r := measure(cfg, ep, n, round, key, &fx, runID)
 				r.round = round
 				results = append(results, r)
 				fmt.Fprintf(os.Stderr, "  %s conns=%d round %d: %.0f req/s\n", ep, n, round, r.rps())
@@ -378,7 +378,7 @@ type worker struct {
 
 var pingBody = []byte(`{"message":"pointd-load"}`)
 
-func measure(cfg config, endpoint string, conns int, key string, fx *fixture, runID string) result {
+func measure(cfg config, endpoint string, conns, round int, key string, fx *fixture, runID string) result {
 	tr := &http.Transport{
 		MaxIdleConns:        conns,
 		MaxIdleConnsPerHost: conns,
@@ -395,7 +395,10 @@ func measure(cfg config, endpoint string, conns int, key string, fx *fixture, ru
 	if endpoint == "earn" {
 		url, want = cfg.target+"/v1/earns", http.StatusCreated
 	}
-	prefix := "L" + runID + "-" + endpoint + strconv.Itoa(conns) + "-"
+	// The round is part of every receipt and Idempotency-Key: without it a
+	// second round repeated the first one's keys, and its earns were replays
+	// (answered from the stored record, nothing written) counted as earns.
+	prefix := "L" + runID + "-" + endpoint + strconv.Itoa(conns) + "r" + strconv.Itoa(round) + "-"
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -430,11 +433,12 @@ func measure(cfg config, endpoint string, conns int, key string, fx *fixture, ru
 				req.Header["Idempotency-Key"] = []string{string(idem)}
 				start := time.Now()
 				resp, err := hc.Do(req)
-				status := 0
+				status, replayed := 0, false
 				if err == nil {
 					_, err = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
 					status = resp.StatusCode
+					replayed = resp.Header.Get("Idempotent-Replayed") == "true"
 				}
 				took := time.Since(start)
 				if ctx.Err() != nil || !measuring.Load() {
@@ -446,9 +450,12 @@ func measure(cfg config, endpoint string, conns int, key string, fx *fixture, ru
 				}
 				wk.count++
 				wk.lat = append(wk.lat, took)
-				if status == want {
+				switch {
+				case replayed: // every request is new: a replay means the load repeated itself
+					wk.errors["replayed"]++
+				case status == want:
 					wk.ok++
-				} else {
+				default:
 					wk.errors[strconv.Itoa(status)]++
 				}
 			}
