@@ -69,7 +69,15 @@ type Writer struct {
 	// queue; it passes on once that loop's batch is computed and about to
 	// commit. See ConcurrentStore.
 	turn chan struct{}
+
+	// inCommit, while a batch loop that handed the turn on waits for its
+	// commit, is closed when that commit is done (see fill).
+	inCommit atomic.Pointer[chan struct{}]
 }
+
+// overlapWait bounds how long a batch loop keeps filling its batch while
+// another loop's batch commits (see fill).
+const overlapWait = 2 * time.Millisecond
 
 // ConcurrentStore is a Store whose Write may run in several goroutines at
 // once because it serialises the transactions itself: PostgreSQL's first
@@ -232,15 +240,33 @@ func (w *Writer) loop() {
 		batch = append(batch[:0], first)
 		batch = w.fill(batch)
 		var once sync.Once
+		var done chan struct{}
 		pass := func() { once.Do(func() { w.turn <- struct{}{} }) }
-		w.run(batch, pass)
+		w.run(batch, func() {
+			once.Do(func() {
+				done = make(chan struct{})
+				w.inCommit.Store(&done)
+				w.turn <- struct{}{}
+			})
+		})
+		if done != nil {
+			w.inCommit.CompareAndSwap(&done, nil)
+			close(done)
+		}
 		pass()
 	}
 }
 
-// fill takes what is already queued, and with a linger waits that long for more.
+// fill takes what is already queued, and with a linger waits that long for
+// more. Without one it still waits, at most overlapWait, while another batch
+// loop's batch commits: this batch's first statement would only wait in the
+// database for that commit's lock, and what arrives meanwhile rides along
+// instead of making the next batch (PostgreSQL, 64 clients: 23 → 30 earns a
+// batch, about +7 % earns/s; bench/README.md). With one loop (SQLite) or
+// nothing committing, nothing waits, so a lone caller never waits for it.
 func (w *Writer) fill(batch []*request) []*request {
 	var timer <-chan time.Time
+	var settled <-chan struct{}
 	if w.cfg.Linger > 0 {
 		timer = time.After(w.cfg.Linger)
 	}
@@ -255,7 +281,11 @@ func (w *Writer) fill(batch []*request) []*request {
 		default:
 		}
 		if timer == nil {
-			return batch
+			c := w.inCommit.Load()
+			if c == nil {
+				return batch
+			}
+			timer, settled = time.After(overlapWait), *c
 		}
 		select {
 		case r, ok := <-w.q:
@@ -264,6 +294,8 @@ func (w *Writer) fill(batch []*request) []*request {
 			}
 			batch = append(batch, r)
 		case <-timer:
+			return batch
+		case <-settled:
 			return batch
 		}
 	}
