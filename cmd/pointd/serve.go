@@ -95,8 +95,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Logger: log, DropEvery: *dropEvery}
 	if *withMetrics {
 		mt = metrics.New()
-		wcfg.Observer = mt
 	}
+	wcfg.Observer = ov.observer(mt) // overload.go: the metrics, and the pace the ledger writes' limit follows
 	w := ledger.NewWriter(db, wcfg)
 	if mt != nil {
 		capacity := *queue
