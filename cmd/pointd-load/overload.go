@@ -546,6 +546,10 @@ func (p *prober) run(ctx context.Context) <-chan struct{} {
 	})
 	wg.Go(func() {
 		hc := &http.Client{Timeout: 5 * time.Second}
+		gauges := []struct {
+			name string
+			max  *float64
+		}{{"pointd_db_connections_in_use ", &p.DBInUse}, {"pointd_db_connections_max ", &p.DBMax}}
 		t := time.NewTicker(250 * time.Millisecond)
 		defer t.Stop()
 		for {
@@ -570,10 +574,10 @@ func (p *prober) run(ctx context.Context) <-chan struct{} {
 						p.LimitHi = max(p.LimitHi, f)
 					}
 				}
-				for name, dst := range map[string]*float64{"pointd_db_connections_in_use ": &p.DBInUse, "pointd_db_connections_max ": &p.DBMax} {
-					if v, ok := strings.CutPrefix(line, name); ok {
-						if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && f > *dst {
-							*dst = f
+				for _, g := range gauges {
+					if v, ok := strings.CutPrefix(line, g.name); ok {
+						if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && f > *g.max {
+							*g.max = f
 						}
 					}
 				}
