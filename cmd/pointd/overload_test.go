@@ -20,10 +20,10 @@ func TestLedgerWritesFollowTheWritersPace(t *testing.T) {
 		poll: 30 * time.Second}
 	obs := o.observer(nil) // metrics off
 	var cfg api.Config
-	o.apply(&cfg, 4096, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard)
+	o.apply(&cfg, 4096, 256, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard)
 	limit := func() int { return cfg.Admission.Limiter(admission.LedgerWrite).Stats().Limit }
-	if got := limit(); got != 128 {
-		t.Fatalf("ledger_write limit %d before any batch, want the initial 128", got)
+	if got := limit(); got != 256 {
+		t.Fatalf("ledger_write limit %d before any batch, want one full batch, 256", got)
 	}
 	// Batches of 200 taking 20 ms (or less, since one ended): at most
 	// 100 µs per operation, so a limit of at least 50 ms ÷ 100 µs = 500.
