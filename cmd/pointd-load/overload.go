@@ -346,12 +346,8 @@ func (r *olRun) send(n int, due time.Time) earnResult {
 func classify(res earnResult, status int, body []byte) earnResult {
 	switch {
 	case status == http.StatusCreated:
-		var tx struct {
-			ID     string `json:"id"`
-			Points int64  `json:"points"`
-		}
-		_ = json.Unmarshal(body, &tx)
-		res.kind, res.txID, res.points = kindOK, tx.ID, tx.Points
+		res.kind = kindOK
+		res.txID, res.points = earnAnswer(body)
 	case status == http.StatusTooManyRequests:
 		res.kind = kindRefused
 	case status == http.StatusServiceUnavailable && bytes.Contains(body, []byte(`"code":"overloaded"`)):
@@ -362,6 +358,28 @@ func classify(res earnResult, status int, body []byte) earnResult {
 		res.kind = kindRejected
 	}
 	return res
+}
+
+// earnAnswer reads the transaction's id and points from a 201 answer: the
+// first "id" and "points" of the object, which pointd writes before the
+// postings and balances. Not json.Unmarshal: decoding every answer in full
+// was a seventh of the generator's CPU at three times capacity, taken from
+// the server beside it. A wrong read cannot pass unnoticed: check compares
+// the points acknowledged with the ledger's.
+func earnAnswer(body []byte) (id string, points int64) {
+	if _, v, ok := bytes.Cut(body, []byte(`"id":"`)); ok {
+		if end := bytes.IndexByte(v, '"'); end >= 0 {
+			id = string(v[:end])
+		}
+	}
+	if _, v, ok := bytes.Cut(body, []byte(`"points":`)); ok {
+		end := 0
+		for end < len(v) && (v[end] == '-' || v[end] >= '0' && v[end] <= '9') {
+			end++
+		}
+		points, _ = strconv.ParseInt(string(v[:end]), 10, 64)
+	}
+	return id, points
 }
 
 // check decides every open earn, then compares every member's history with

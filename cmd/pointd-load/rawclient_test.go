@@ -58,3 +58,14 @@ func TestRawClient(t *testing.T) {
 		t.Error("an https target was taken; the raw client speaks plain HTTP only")
 	}
 }
+
+func TestEarnAnswer(t *testing.T) {
+	body := []byte(`{"id":"019a-tx","seq":7,"type":"earn","member_id":"m1","receipt":"r","purchase_amount":1234,"points":-12,` +
+		`"created_at":"2026-12-03T15:00:00Z","postings":[{"account":"x","points":12}],"balance":40,"held":0,"available":40}`)
+	if id, points := earnAnswer(body); id != "019a-tx" || points != -12 {
+		t.Errorf("earnAnswer: %q %d, want 019a-tx -12", id, points)
+	}
+	if id, points := earnAnswer([]byte(`{}`)); id != "" || points != 0 {
+		t.Errorf("earnAnswer of {}: %q %d", id, points)
+	}
+}
