@@ -45,6 +45,29 @@ func takeCPU() cpuSample {
 	return s
 }
 
+// busyShare is the machine's busy share between s and t, "-" when unknown: the
+// capacity search's "cpu" column.
+func (s cpuSample) busyShare(t cpuSample) string {
+	if !s.haveMachine || t.total <= s.total {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f%%", 100*(t.busy-s.busy)/(t.total-s.total))
+}
+
+// cores is the server's and this generator's CPU between s and t, in cores
+// ("-" when unknown): the capacity search's "server" and "client" columns.
+func (s cpuSample) cores(t cpuSample) (server, client string) {
+	server, client = "-", "-"
+	secs := t.at.Sub(s.at).Seconds()
+	if t.server > 0 && secs > 0 {
+		server = fmt.Sprintf("%.2f", (t.server-s.server)/secs)
+	}
+	if s.haveSelfTime && secs > 0 {
+		client = fmt.Sprintf("%.2f", (t.self-s.self).Seconds()/secs)
+	}
+	return server, client
+}
+
 // report says how many cores' worth each used between s and t.
 func (s cpuSample) report(t cpuSample) string {
 	secs := t.at.Sub(s.at).Seconds()

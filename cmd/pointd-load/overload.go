@@ -132,14 +132,20 @@ func runOverload(cfg config, fx *fixture, runID string) error {
 	if capacity <= 0 {
 		fmt.Printf("\ncapacity search: open-loop earns from %.0f/s, ×%.2f per %s step, until fewer than 95%% succeed or their p99 reaches %s\n\n",
 			cfg.startRate, cfg.growth, cfg.step, cfg.p99Goal)
-		fmt.Printf("%10s %10s %8s %9s %9s %9s %s\n", "offered/s", "goodput/s", "ok %", "p50 ok", "p99 ok", "p99 lag", "answers")
+		fmt.Printf("%10s %10s %8s %9s %9s %9s %5s %6s %6s %s\n", "offered/s", "goodput/s", "ok %", "p50 ok", "p99 ok", "p99 lag",
+			"cpu", "server", "client", "answers")
 		missed := 0
 		for rate := cfg.startRate; ; rate *= cfg.growth {
+			c0 := takeCPU()
+			c0.server = scrape(cfg.target)["process_cpu_seconds_total"]
 			s := r.openLoop(rate, cfg.step)
+			c1 := takeCPU()
+			c1.server = scrape(cfg.target)["process_cpu_seconds_total"]
 			okShare := float64(s.ok) / float64(max(1, s.sent+s.dropped))
 			p99 := pctl(s.okLat, 0.99)
-			fmt.Printf("%10.0f %10.0f %7.1f%% %9s %9s %9s %s\n", rate, s.goodput(), 100*okShare,
-				fmtDur(pctl(s.okLat, 0.5)), fmtDur(p99), fmtDur(pctl(s.lags, 0.99)), fmtErrors(s.statuses))
+			srv, cli := c0.cores(c1)
+			fmt.Printf("%10.0f %10.0f %7.1f%% %9s %9s %9s %5s %6s %6s %s\n", rate, s.goodput(), 100*okShare,
+				fmtDur(pctl(s.okLat, 0.5)), fmtDur(p99), fmtDur(pctl(s.lags, 0.99)), c0.busyShare(c1), srv, cli, fmtErrors(s.statuses))
 			// A machine shared with other work has bad seconds: the search
 			// ends after two missed steps in a row, not at the first.
 			if okShare < 0.95 || p99 >= cfg.p99Goal {
