@@ -119,14 +119,14 @@ func runOverload(cfg config, fx *fixture, runID string) error {
 		url: cfg.target + "/v1/earns", auth: "Bearer " + fx.pos, runID: runID,
 		acked: map[string]earnResult{}, rejected: map[string]int{}}
 	if cfg.client == "raw" {
-		raw, err := newRawClient(cfg.target, "/v1/earns", r.auth, cfg.timeout)
+		raw, err := newRawClient(cfg.target, "/v1/earns", r.auth, cfg.timeout, cfg.maxConns)
 		if err != nil {
 			return err
 		}
 		defer raw.closeIdle()
 		r.raw = raw
 	}
-	fmt.Printf("client: %s\n", cfg.client)
+	fmt.Printf("client: %s, at most %d connections\n", cfg.client, cfg.maxConns)
 
 	capacity := cfg.capacity
 	if capacity <= 0 {
@@ -316,6 +316,8 @@ func (r *olRun) send(n int, due time.Time) earnResult {
 	p := r.purchases[n]
 	r.mu.Unlock()
 	if r.raw != nil {
+		r.raw.acquire() // a terminal of the crowd: waiting for one is lag
+		defer r.raw.release()
 		sent := time.Now()
 		res := earnResult{purch: n, receipt: p.idem, lag: sent.Sub(due)}
 		status, body, err := r.raw.post(p.idem, p.body)

@@ -33,6 +33,14 @@ type rawClient struct {
 
 	mu   sync.Mutex
 	idle []*rawConn // LIFO: a warm connection first
+
+	// slots bounds the connections, as a crowd of terminals is a fixed
+	// number of them: a request due while all are busy waits for one (the
+	// caller counts that wait as lag). Unbounded, a server that fell behind
+	// made the generator dial a connection per due request — up to 20,000,
+	// a fifth of its CPU in connect() — and the server accept them: the
+	// slower it answered, the more each request cost, and it never caught up.
+	slots chan struct{}
 }
 
 type rawConn struct {
@@ -42,8 +50,9 @@ type rawConn struct {
 }
 
 // newRawClient makes a client for POST requests to target+path with the
-// given Authorization; target must be http://host:port.
-func newRawClient(target, path, authorization string, timeout time.Duration) (*rawClient, error) {
+// given Authorization, over at most maxConns connections; target must be
+// http://host:port.
+func newRawClient(target, path, authorization string, timeout time.Duration, maxConns int) (*rawClient, error) {
 	u, err := url.Parse(target)
 	if err != nil || u.Scheme != "http" || u.Host == "" {
 		return nil, fmt.Errorf("the raw client needs an http://host:port target, got %q", target)
@@ -55,8 +64,14 @@ func newRawClient(target, path, authorization string, timeout time.Duration) (*r
 	head := "POST " + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nAuthorization: " + authorization +
 		"\r\nContent-Type: application/json\r\n"
 	return &rawClient{addr: addr, head: []byte(head), timeout: timeout,
-		dialer: net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}}, nil
+		dialer: net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second},
+		slots:  make(chan struct{}, max(1, maxConns))}, nil
 }
+
+// acquire waits for a connection of the crowd to be free; release gives it
+// back. post is called between the two.
+func (rc *rawClient) acquire() { rc.slots <- struct{}{} }
+func (rc *rawClient) release() { <-rc.slots }
 
 // post sends body with an Idempotency-Key and returns the status and the
 // response body. An error means no answer was read: the outcome is open.

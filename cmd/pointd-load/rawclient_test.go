@@ -33,7 +33,7 @@ func TestRawClient(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	rc, err := newRawClient(srv.URL, "/v1/earns", "Bearer k", 5*time.Second)
+	rc, err := newRawClient(srv.URL, "/v1/earns", "Bearer k", 5*time.Second, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,13 +48,15 @@ func TestRawClient(t *testing.T) {
 			{"chunked", `{}`, http.StatusServiceUnavailable, big},
 			{"close", `{}`, http.StatusTooManyRequests, ""},
 		} {
+			rc.acquire()
 			status, body, err := rc.post(tc.idem, []byte(tc.body))
+			rc.release()
 			if err != nil || status != tc.status || string(body) != tc.want {
 				t.Fatalf("round %d, %s: %d %.40q %v; want %d %.40q", round, tc.idem, status, body, err, tc.status, tc.want)
 			}
 		}
 	}
-	if _, err := newRawClient("https://example.com", "/", "", time.Second); err == nil {
+	if _, err := newRawClient("https://example.com", "/", "", time.Second, 1); err == nil {
 		t.Error("an https target was taken; the raw client speaks plain HTTP only")
 	}
 }
