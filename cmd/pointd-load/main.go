@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -62,6 +63,9 @@ type config struct {
 	factor      float64
 	overloadFor time.Duration
 	maxInFlight int
+	client      string // raw or net/http
+	maxConns    int
+	cpuProfile  string
 
 	rounds int
 }
@@ -89,6 +93,9 @@ func parseFlags(args []string) (config, error) {
 	fs.Float64Var(&c.factor, "factor", 3, "overload: offered load as a multiple of the capacity")
 	fs.DurationVar(&c.overloadFor, "overload-for", 60*time.Second, "overload: how long the overload lasts")
 	fs.IntVar(&c.maxInFlight, "max-in-flight", 20_000, "overload: requests the client keeps in flight at most (more are counted as not sent)")
+	fs.StringVar(&c.client, "client", "raw", "overload: the earns' HTTP client, raw (lean HTTP/1.1, http:// targets) or net/http")
+	fs.IntVar(&c.maxConns, "max-conns", 2048, "overload, raw client: connections at most, as a crowd is a fixed number of terminals (a request due while all are busy waits, counted as lag)")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the generator's own CPU profile to this file (where its CPU goes)")
 	fs.IntVar(&c.rounds, "rounds", 1, "ping/earn pairs per connection count: on a machine shared with other work,\n"+
 		"the median of several back-to-back pairs' ratios moves less than one pair's")
 	if err := fs.Parse(args); err != nil {
@@ -108,6 +115,12 @@ func parseFlags(args []string) (config, error) {
 	case "earn", "ping", "both", "overload", "probe":
 	default:
 		return c, fmt.Errorf("--endpoint must be earn, ping, both or overload, got %q", c.endpoint)
+	}
+	if c.maxConns < 1 {
+		return c, errors.New("--max-conns must be positive")
+	}
+	if c.client != "raw" && c.client != "net/http" {
+		return c, fmt.Errorf("--client must be raw or net/http, got %q", c.client)
 	}
 	if c.adminKey == "" {
 		return c, errors.New("--admin-key (or $POINTD_ADMIN_KEY) is required: create one with 'pointd keys create --role admin'")
@@ -137,6 +150,17 @@ func run(args []string) error {
 			return nil
 		}
 		return err
+	}
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	runID := randomHex(4)
 	setupClient := &http.Client{Timeout: 30 * time.Second}

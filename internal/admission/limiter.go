@@ -1,7 +1,8 @@
 // Package admission decides, before any work is done, whether a request may
 // run now: per class of route (ledger writes, database reads, cached reads)
-// a concurrency limit that adapts to the latency it measures, a small
-// bounded wait queue, and an immediate refusal for what does not fit.
+// a concurrency limit that adapts to the latency it measures (or follows a
+// batching downstream's pace), a small bounded wait queue, and an immediate
+// refusal for what does not fit.
 //
 // The point is the failure of the story pointd comes from: a surge fills
 // the database connections, every request waits until it times out, and the
@@ -18,6 +19,12 @@
 // overload, and a limit that follows it lets latency grow without bound),
 // and a multiplicative decrease (AIMD) whenever work let in was refused
 // further down (the ledger writer's own 503, a deadline).
+//
+// A class in front of a batching downstream (ledger writes in front of the
+// writer) takes its limit from that downstream's measured pace instead
+// (LimiterConfig.ServiceTime, Pace): Little's law, the target ÷ the time per
+// operation, so that what is let in is what the writer finishes within the
+// target. See Pace for why the gradient fails there.
 package admission
 
 import (
@@ -53,6 +60,11 @@ type LimiterConfig struct {
 	Tolerance float64
 	// Window is how many completed requests one adjustment looks at.
 	Window int
+	// ServiceTime, when set, is the downstream's time per operation at its
+	// measured pace (Pace.PerOp): the limit is then Target ÷ ServiceTime()
+	// (Target defaults to 50 ms here), within Min and Max, and latency,
+	// Tolerance and Window play no part. 0 from it keeps the limit as is.
+	ServiceTime func() time.Duration
 	// Now is the clock; tests pass a fake one.
 	Now func() time.Time
 }
@@ -92,6 +104,9 @@ func (c LimiterConfig) withDefaults() LimiterConfig {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.ServiceTime != nil && c.Target <= 0 {
+		c.Target = d.Target
 	}
 	return c
 }
@@ -148,6 +163,7 @@ func (l *Limiter) Acquire(ctx context.Context) (*Token, error) {
 		return nil, err // the caller has gone: no work for it
 	}
 	l.mu.Lock()
+	l.follow()
 	if l.inFlight < l.currentLimit() && len(l.waiters) == 0 {
 		l.inFlight++
 		t := l.token()
@@ -208,6 +224,21 @@ func (l *Limiter) token() *Token {
 
 func (l *Limiter) currentLimit() int { return int(l.limit) }
 
+// follow sets the limit from the downstream's pace, when the limiter has
+// one; mu held. Called on every Acquire and release, it costs an atomic
+// load and a division: the limit tracks the pace batch by batch.
+func (l *Limiter) follow() {
+	if l.cfg.ServiceTime == nil {
+		return
+	}
+	st := l.cfg.ServiceTime()
+	if st <= 0 {
+		return
+	}
+	n := float64(l.cfg.Target) / float64(st)
+	l.limit = math.Min(float64(l.cfg.Max), math.Max(float64(l.cfg.Min), n))
+}
+
 func (l *Limiter) refuse() {
 	l.refused.Add(1)
 	l.lastRefusal.Store(l.cfg.Now().UnixNano())
@@ -235,6 +266,7 @@ func (l *Limiter) release() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.inFlight--
+	l.follow()
 	l.wake()
 }
 
@@ -258,6 +290,10 @@ func (l *Limiter) sample(rtt time.Duration, inUse int, dropped bool) {
 		l.winDrops++
 	}
 	if l.winCount < l.cfg.Window {
+		return
+	}
+	if l.cfg.ServiceTime != nil { // the pace sets the limit (follow)
+		l.winCount, l.winSum, l.winMaxInUse, l.winDrops = 0, 0, 0, 0
 		return
 	}
 	short := float64(l.winSum) / float64(l.winCount)

@@ -55,7 +55,7 @@ func (m *Metrics) WatchAdmission(stats func() []AdmissionClass) {
 	m.reg.MustRegister(&admissionCollector{
 		stats: stats,
 		limit: prometheus.NewDesc(name("limit"),
-			"Requests of a route class allowed to run at once now; it adapts to the latency measured.", []string{"class"}, nil),
+			"Requests of a route class allowed to run at once now: ledger_write follows the ledger writer's measured pace, the others adapt to the latency measured.", []string{"class"}, nil),
 		inFlight: prometheus.NewDesc(name("in_flight"),
 			"Requests of a route class running now.", []string{"class"}, nil),
 		waiting: prometheus.NewDesc(name("waiting"),
