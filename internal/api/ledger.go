@@ -344,16 +344,9 @@ func (s *Server) history(r *http.Request, memberID string, before int64, limit i
 			}
 		}
 	}
-	p := page[ledger.Transaction]{Items: items}
-	switch {
-	case len(items) > limit:
-		p.Items = items[:limit]
-		p.NextCursor = makeCursor(p.Items[limit-1].Seq)
-	case more:
+	p := limitPage(items, limit, txnCursor)
+	if len(items) <= limit && more {
 		p.NextCursor = makeCursor(next) // read as far as allowed; go on from there
-	}
-	if p.Items == nil {
-		p.Items = []ledger.Transaction{}
 	}
 	return p, nil
 }
@@ -389,6 +382,9 @@ func (s *Server) listLots(w http.ResponseWriter, r *http.Request) {
 func makeCursor(seq int64) string {
 	return base64.RawURLEncoding.EncodeToString([]byte("s" + strconv.FormatInt(seq, 10)))
 }
+
+// txnCursor is the cursor that goes on below t.
+func txnCursor(t ledger.Transaction) string { return makeCursor(t.Seq) }
 
 func parseCursor(c string) (int64, bool) {
 	b, err := base64.RawURLEncoding.DecodeString(c)

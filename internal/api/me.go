@@ -356,15 +356,7 @@ func (s *Server) listMyTransactions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	p := page[ledger.Transaction]{Items: txns}
-	if len(txns) > limit {
-		p.Items = txns[:limit]
-		p.NextCursor = makeCursor(p.Items[limit-1].Seq)
-	}
-	if p.Items == nil {
-		p.Items = []ledger.Transaction{}
-	}
-	writeJSON(w, http.StatusOK, p)
+	writeJSON(w, http.StatusOK, limitPage(txns, limit, txnCursor))
 }
 
 // cachedSession is a checked session token as Server.sessions keeps it

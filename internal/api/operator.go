@@ -109,17 +109,25 @@ func pageOf(r *http.Request) (after string, limit int, err *ledger.Error) {
 	return after, limit, nil
 }
 
-// idPage answers one page of a list read with limit+1 rows.
-func idPage[T any](items []T, limit int, id func(T) string) page[T] {
+// limitPage answers one page of a list read with limit+1 rows: the first limit
+// of them, and a cursor after the last one when there was one more.
+func limitPage[T any](items []T, limit int, cursor func(T) string) page[T] {
 	p := page[T]{Items: items}
 	if len(items) > limit {
 		p.Items = items[:limit]
-		p.NextCursor = base64.RawURLEncoding.EncodeToString([]byte("i" + id(items[limit-1])))
+		p.NextCursor = cursor(items[limit-1])
 	}
 	if p.Items == nil {
 		p.Items = []T{}
 	}
 	return p
+}
+
+// idPage is limitPage for lists in id order.
+func idPage[T any](items []T, limit int, id func(T) string) page[T] {
+	return limitPage(items, limit, func(t T) string {
+		return base64.RawURLEncoding.EncodeToString([]byte("i" + id(t)))
+	})
 }
 
 // --- merchants -------------------------------------------------------------
@@ -668,15 +676,7 @@ func (s *Server) auditLog(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	p := page[backoffice.Entry]{Items: entries}
-	if len(entries) > limit {
-		p.Items = entries[:limit]
-		p.NextCursor = makeCursor(p.Items[limit-1].Seq)
-	}
-	if p.Items == nil {
-		p.Items = []backoffice.Entry{}
-	}
-	writeJSON(w, http.StatusOK, p)
+	writeJSON(w, http.StatusOK, limitPage(entries, limit, func(e backoffice.Entry) string { return makeCursor(e.Seq) }))
 }
 
 // --- audit entries of creations and adjustments ---------------------------
