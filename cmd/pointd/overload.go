@@ -13,7 +13,6 @@ import (
 
 	"github.com/pointd/pointd/internal/admission"
 	"github.com/pointd/pointd/internal/api"
-	"github.com/pointd/pointd/internal/ledger"
 	"github.com/pointd/pointd/internal/metrics"
 	"github.com/pointd/pointd/internal/ratelimit"
 )
@@ -34,10 +33,6 @@ type overloadFlags struct {
 	queue     int
 	wait      time.Duration
 	poll      time.Duration
-
-	// pace is the ledger writer's measured pace, which the ledger_write
-	// class's limit follows; set by observer.
-	pace *admission.Pace
 }
 
 func (o *overloadFlags) register(fs *flag.FlagSet) {
@@ -76,9 +71,10 @@ func (o *overloadFlags) validate() error {
 	return nil
 }
 
-// apply sets cfg's overload parts from the flags; rc is the server's Redis
+// apply sets cfg's overload parts from the flags; writerPace is the ledger
+// writer's time per operation (ledger.Writer.PerOp), rc the server's Redis
 // (nil without --redis).
-func (o *overloadFlags) apply(cfg *api.Config, writeQueue, batchMax int, rc *redis.Client, mt *metrics.Metrics, log *slog.Logger, stdout io.Writer) {
+func (o *overloadFlags) apply(cfg *api.Config, writeQueue, batchMax int, writerPace func() time.Duration, rc *redis.Client, mt *metrics.Metrics, log *slog.Logger, stdout io.Writer) {
 	if o.admission {
 		lc := func(minLimit, initial, maxLimit int) admission.LimiterConfig {
 			c := admission.DefaultLimiterConfig()
@@ -87,7 +83,7 @@ func (o *overloadFlags) apply(cfg *api.Config, writeQueue, batchMax int, rc *red
 		}
 		// Ledger writes: as many as the writer finishes within the target
 		// at the pace it is measured to go (Little's law; see
-		// admission.Pace), up to its queue and never below one full batch:
+		// ledger.Pace), up to its queue and never below one full batch:
 		// the pace measured while the writer is half idle is that of small
 		// batches, each paying a commit for few operations, and a limit
 		// under one batch refused bursts the writer would have taken in
@@ -98,7 +94,7 @@ func (o *overloadFlags) apply(cfg *api.Config, writeQueue, batchMax int, rc *red
 		// writer's throughput (measured: goodput 9 % of capacity at 3×).
 		floor := min(batchMax, writeQueue)
 		ledgerWrite := lc(floor, max(floor, 128), max(128, writeQueue))
-		ledgerWrite.ServiceTime = o.pace.PerOp
+		ledgerWrite.ServiceTime = writerPace
 		cfg.Admission = admission.New(admission.Config{PollInterval: o.poll, Classes: map[admission.Class]admission.LimiterConfig{
 			admission.LedgerWrite: ledgerWrite,
 			// Database reads wait for a fixed pool: a few times the pool
@@ -119,35 +115,6 @@ func (o *overloadFlags) apply(cfg *api.Config, writeQueue, batchMax int, rc *red
 	rl.OnFallback = mt.RateLimitFallback
 	cfg.RateLimiter = rl
 	fmt.Fprintf(stdout, "rate limits and caches: shared through Redis %s\n", redactURL(o.redisURL))
-}
-
-// observer is the ledger writer's observer: the metrics (nil: off) and, with
-// admission control, the pace that the ledger writes' limit follows. It is
-// nil when neither is on, so that the writer does no work for them.
-func (o *overloadFlags) observer(mt *metrics.Metrics) ledger.Observer {
-	if !o.admission {
-		if mt == nil {
-			return nil
-		}
-		return mt
-	}
-	o.pace = admission.NewPace(nil)
-	return writerObserver{m: mt, pace: o.pace}
-}
-
-// writerObserver tells the metrics and the pace about the writer's work.
-type writerObserver struct {
-	m    *metrics.Metrics // nil: metrics off (its methods do nothing then)
-	pace *admission.Pace
-}
-
-func (o writerObserver) Batch(size int, took time.Duration, err error) {
-	o.m.Batch(size, took, err)
-	o.pace.Batch(size, took, err)
-}
-
-func (o writerObserver) Operation(kind ledger.OpKind, queued time.Duration, outcome string) {
-	o.m.Operation(kind, queued, outcome)
 }
 
 // openRedis makes the one Redis client of a server (shared caches and rate

@@ -96,7 +96,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *withMetrics {
 		mt = metrics.New()
 	}
-	wcfg.Observer = ov.observer(mt) // overload.go: the metrics, and the pace the ledger writes' limit follows
+	if mt != nil { // a nil *Metrics in the interface would not be a nil Observer
+		wcfg.Observer = mt
+	}
 	w := ledger.NewWriter(db, wcfg)
 	if mt != nil {
 		capacity := *queue
@@ -141,7 +143,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	apicfg := api.Config{Mode: m, RequestTimeout: *reqTimeout, LogRequests: *logRequests, DBStats: stats,
 		Metrics: mt, MetricsAuth: *metricsAuth, KeyCacheTTL: *keyCacheTTL,
 		Shared: shared, NoticeMaxAge: *noticeMaxAge, BadgePoll: *pollInterval}
-	ov.apply(&apicfg, *queue, *batch, rdb, mt, log, stdout)
+	ov.apply(&apicfg, *queue, *batch, w.PerOp, rdb, mt, log, stdout)
 	srv := api.New(apicfg, db, db, w, log, ready)
 	mcfg := mf.config(m, d.db != "", d.phones, log)
 	srv.UseMembers(member.NewService(mcfg, db, db), db)

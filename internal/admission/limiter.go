@@ -22,9 +22,9 @@
 //
 // A class in front of a batching downstream (ledger writes in front of the
 // writer) takes its limit from that downstream's measured pace instead
-// (LimiterConfig.ServiceTime, Pace): Little's law, the target ÷ the time per
-// operation, so that what is let in is what the writer finishes within the
-// target. See Pace for why the gradient fails there.
+// (LimiterConfig.ServiceTime, ledger.Writer.PerOp): Little's law, the target
+// ÷ the time per operation, so that what is let in is what the writer
+// finishes within the target. ledger.Pace says why the gradient fails there.
 package admission
 
 import (
@@ -61,7 +61,7 @@ type LimiterConfig struct {
 	// Window is how many completed requests one adjustment looks at.
 	Window int
 	// ServiceTime, when set, is the downstream's time per operation at its
-	// measured pace (Pace.PerOp): the limit is then Target ÷ ServiceTime()
+	// measured pace (ledger.Writer.PerOp): the limit is then Target ÷ ServiceTime()
 	// (Target defaults to 50 ms here), within Min and Max, and latency,
 	// Tolerance and Window play no part. 0 from it keeps the limit as is.
 	ServiceTime func() time.Duration

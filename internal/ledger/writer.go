@@ -58,9 +58,7 @@ type Writer struct {
 	closed bool
 	done   chan struct{}
 
-	perOp   atomic.Int64 // EWMA of nanoseconds per operation, for admission
-	learnMu sync.Mutex   // guards lastEnd (learn)
-	lastEnd time.Time    // when the last batch that learned ended
+	pace    *Pace        // the time per operation at which batches complete
 	dropped atomic.Int64 // transactions seen by the planted bug of DropEvery
 
 	// onCommit is told which members a batch changed, after the commit and
@@ -146,7 +144,7 @@ func NewWriter(store Store, cfg WriterConfig) *Writer {
 		cfg.Logger = slog.Default()
 	}
 	w := &Writer{store: store, cfg: cfg, q: make(chan *request, cfg.QueueSize), done: make(chan struct{}),
-		turn: make(chan struct{}, 1)}
+		turn: make(chan struct{}, 1), pace: NewPace(nil)}
 	loops := 1
 	if c, ok := store.(ConcurrentStore); ok {
 		loops = max(1, c.WriteConcurrency())
@@ -170,6 +168,10 @@ func NewWriter(store Store, cfg WriterConfig) *Writer {
 // QueueDepth is how many operations wait.
 func (w *Writer) QueueDepth() int { return len(w.q) }
 
+// PerOp is the time per operation at the pace batches complete (Pace); 0
+// until the first batch. The admission limit of ledger writes follows it.
+func (w *Writer) PerOp() time.Duration { return w.pace.PerOp() }
+
 // Submit validates op, queues it and waits until it is committed or refused.
 // It refuses at once, with CodeOverloaded and a Retry-After, when the queue
 // is full or the expected wait would outlast ctx's deadline: a caller that
@@ -182,7 +184,7 @@ func (w *Writer) Submit(ctx context.Context, op Op) (Result, error) {
 		op.fp = op.Fingerprint() // here, not on the writer's goroutine, which every operation waits for
 	}
 	if dl, ok := ctx.Deadline(); ok {
-		wait := time.Duration(int64(len(w.q)+1) * w.perOp.Load())
+		wait := time.Duration(len(w.q)+1) * w.pace.PerOp()
 		if time.Until(dl) < wait {
 			return Result{}, w.refuse(op, w.overloaded(wait))
 		}
@@ -198,7 +200,7 @@ func (w *Writer) Submit(ctx context.Context, op Op) (Result, error) {
 		w.mu.RUnlock()
 	default:
 		w.mu.RUnlock()
-		return Result{}, w.refuse(op, w.overloaded(time.Duration(int64(len(w.q))*w.perOp.Load())))
+		return Result{}, w.refuse(op, w.overloaded(time.Duration(len(w.q))*w.pace.PerOp()))
 	}
 	select {
 	case o := <-r.out:
@@ -327,9 +329,8 @@ func (w *Writer) run(batch []*request, handOff func()) {
 	}
 	start := time.Now()
 	err := w.apply(live, handOff)
-	took := time.Since(start)
+	w.pace.Batch(len(live), time.Since(start), err)
 	if err == nil {
-		w.learn(took, len(live))
 		return
 	}
 	w.cfg.Logger.Warn("ledger batch failed; retrying", "size", len(live), "err", err)
@@ -414,29 +415,6 @@ func (w *Writer) committed(ctx context.Context, out []outcome) {
 	if len(ids) > 0 {
 		(*fn)(ctx, ids)
 	}
-}
-
-func (w *Writer) learn(took time.Duration, n int) {
-	// With several batch loops a batch's own duration includes its wait in
-	// the database for the other loop's commit, so took/n counted that wait
-	// twice and the expected wait of Submit refused earns the writer had
-	// time for (bench/README.md, overload, P3). The pace is the time between
-	// completions when batches overlap, the batch's own time when the writer
-	// was idle before it: the shorter of the two.
-	w.learnMu.Lock()
-	end := time.Now()
-	if !w.lastEnd.IsZero() {
-		took = min(took, end.Sub(w.lastEnd))
-	}
-	w.lastEnd = end
-	w.learnMu.Unlock()
-	per := int64(took) / int64(n)
-	old := w.perOp.Load()
-	if old == 0 {
-		w.perOp.Store(per)
-		return
-	}
-	w.perOp.Store(old + (per-old)/8)
 }
 
 func (w *Writer) wrap(tx BatchTx) BatchTx {

@@ -602,6 +602,9 @@ func TestWithTheWriter(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if wr.PerOp() <= 0 {
+		t.Errorf("the writer's pace is %s after %d earns, want the time its batches took per operation", wr.PerOp(), len(members)*5)
+	}
 	earn := submit(ledger.Op{Kind: ledger.OpEarn, MemberID: members[0], StoreID: s.ID, Receipt: "R-1", PurchaseAmount: p(5000)})
 	dup := ledger.Op{Kind: ledger.OpEarn, Actor: pos, IdempotencyKey: ledger.NewID(), MemberID: members[1], StoreID: s.ID,
 		Receipt: "R-1", PurchaseAmount: p(5000)}

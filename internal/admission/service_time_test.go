@@ -2,66 +2,9 @@ package admission
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 )
-
-func TestPace(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		every time.Duration // between batch ends
-		took  time.Duration // each batch's own duration
-		n     int
-		want  time.Duration
-	}{
-		// One loop, back to back: the batches' own time (the gaps are
-		// the writer's own bookkeeping, not database work).
-		{"one loop, busy", 22 * time.Millisecond, 20 * time.Millisecond, 100, 200 * time.Microsecond},
-		// Two loops, each batch waiting in the database for the other's
-		// commit: completions every 10 ms.
-		{"two loops overlapping", 10 * time.Millisecond, 20 * time.Millisecond, 100, 100 * time.Microsecond},
-		// Idle between small batches: the idle time is not the writer's pace.
-		{"idle between batches", time.Second, time.Millisecond, 1, time.Millisecond},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			clk := newClock()
-			p := NewPace(clk.Now)
-			if got := p.PerOp(); got != 0 {
-				t.Fatalf("PerOp %s before any batch, want 0", got)
-			}
-			for range 200 { // long enough for the first batch's weight to vanish
-				clk.Add(tc.every)
-				p.Batch(tc.n, tc.took, nil)
-			}
-			if got := p.PerOp(); got != tc.want {
-				t.Errorf("PerOp %s, want %s", got, tc.want)
-			}
-		})
-	}
-}
-
-func TestPaceFailedBatchesSlowIt(t *testing.T) {
-	clk := newClock()
-	p := NewPace(clk.Now)
-	for range 20 {
-		clk.Add(10 * time.Millisecond)
-		p.Batch(100, 10*time.Millisecond, nil)
-	}
-	before := p.PerOp()
-	for range 5 {
-		clk.Add(10 * time.Millisecond)
-		p.Batch(100, 10*time.Millisecond, errors.New("database gone"))
-	}
-	if after := p.PerOp(); after <= before {
-		t.Errorf("PerOp %s after failed batches, want above %s: their time bought nothing", after, before)
-	}
-	var none *Pace
-	none.Batch(1, time.Second, nil) // admission off: a nil Pace is fine
-	if none.PerOp() != 0 {
-		t.Error("a nil Pace has a pace")
-	}
-}
 
 // TestLimiterFollowsThePace: with a ServiceTime the limit is Target ÷
 // ServiceTime within Min and Max, and latency alone does not move it —
@@ -98,9 +41,9 @@ func TestLimiterFollowsThePace(t *testing.T) {
 // 225 — not at its floor.
 func TestLimiterFollowingAWriterSettles(t *testing.T) {
 	clk := newClock()
-	p := NewPace(clk.Now)
+	var perOp time.Duration // the writer's pace: its last batch's time per operation
 	l := NewLimiter(LimiterConfig{Initial: 32, Min: 32, Max: 4096, Queue: 0, Target: 50 * time.Millisecond,
-		Now: clk.Now, ServiceTime: p.PerOp})
+		Now: clk.Now, ServiceTime: func() time.Duration { return perOp }})
 	for range 100 {
 		var toks []*Token
 		for {
@@ -112,7 +55,7 @@ func TestLimiterFollowingAWriterSettles(t *testing.T) {
 		}
 		took := 5*time.Millisecond + time.Duration(len(toks))*200*time.Microsecond
 		clk.Add(took)
-		p.Batch(len(toks), took, nil)
+		perOp = took / time.Duration(max(1, len(toks)))
 		for _, tok := range toks {
 			tok.Done(false)
 		}

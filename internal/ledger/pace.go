@@ -1,4 +1,4 @@
-package admission
+package ledger
 
 import (
 	"math"
@@ -7,19 +7,19 @@ import (
 	"time"
 )
 
-// Pace measures how fast a batched downstream — the ledger writer — gets
-// through its work: the time per operation at the pace its batches
-// complete. A limiter given it (LimiterConfig.ServiceTime) lets in what
-// that pace finishes within the target (Little's law), whatever else makes
-// requests slow.
+// Pace measures how fast the writer gets through its work: the time per
+// operation at the pace its batches complete. Submit refuses what would wait
+// longer than its deadline at that pace, and the admission limit of ledger
+// writes lets in what that pace finishes within its target (Little's law;
+// Writer.PerOp).
 //
-// Why not the latency gradient for this: on a machine short of CPU every
-// handler is slow, so a limiter that reads latency as "the downstream is
-// full" shrinks — and for a batching writer a smaller limit means smaller
-// batches, each paying the commit for fewer operations, so throughput
-// falls with it and the limit falls further (measured: the ledger_write
-// limit sat at its floor while the writer could have done several times
-// more). The pace rises with batch size instead, and so does the limit.
+// Why the pace and not latency: on a machine short of CPU every request is
+// slow, so a limit that reads latency as "the writer is full" shrinks — and
+// for a batching writer a smaller limit means smaller batches, each paying
+// the commit for fewer operations, so throughput falls with it and the limit
+// falls further (measured: the ledger_write limit sat at its floor while the
+// writer could have done several times more). The pace rises with batch size
+// instead, and so does the limit.
 type Pace struct {
 	now func() time.Time
 
