@@ -470,9 +470,11 @@ func (b *batch) capture(op *Op) (Result, error) {
 	if p > h.Points {
 		return Result{}, Invalid("points", "%d is more than the %d points held", p, h.Points)
 	}
-	if acct.Balance-(acct.Held-h.Points) < p {
-		return Result{}, Errorf(CodeInsufficientPoints, "member no longer has the %d points to capture", p)
-	}
+	// No check of the balance: an acknowledged hold is a promise. Its
+	// points were available when it was made and nothing but a refund
+	// (a cancelled earn) can take them since; a refund takes what is not
+	// held first, and what it still lacked becomes debt here, as if the
+	// capture had come before the refund (see debit).
 	s, ok := b.stores[h.StoreID]
 	if !ok {
 		return Result{}, Errorf(CodeStoreNotFound, "store %s of hold %s is gone", h.StoreID, h.ID)
@@ -588,7 +590,10 @@ func (b *batch) cancel(op *Op) (Result, error) {
 		// Policy: a refund always takes its points back, even when the member
 		// has spent them: first from the earn's own lot, then from the other
 		// lots, and what is still missing leaves the balance below zero, a
-		// debt that the member's next points pay off first.
+		// debt that the member's next points pay off first. Points that
+		// active holds reserve count as spent: the refund leaves them to the
+		// holds (available goes below zero instead), and what of them it
+		// took becomes debt when a hold is captured.
 		t = b.newTxn(Transaction{Type: TxCancelEarn, MemberID: m.ID, MerchantID: orig.MerchantID, StoreID: orig.StoreID,
 			Points: p, RefID: orig.ID, PurchaseAmount: amount - orig.CancelledAmount},
 			Posting{acct.ID, -p}, Posting{s.Merchant.IssuedAccount, p})
@@ -693,7 +698,8 @@ func (b *batch) credit(memberID string, acct *Account, p int64, lotID string, ex
 
 // debit takes p points from a member's lots, the lot prefer first, then the
 // earliest expiry first; what the lots cannot cover becomes debt (only
-// cancellations get there: every other debit checks the balance first). It
+// cancellations, and the capture of a hold whose points a cancellation took,
+// get there: every other debit checks the available points first). It
 // returns the latest expiry among the lots it took from.
 func (b *batch) debit(memberID string, acct *Account, p int64, prefer string) time.Time {
 	var latest time.Time

@@ -97,6 +97,10 @@ func Verify(ctx context.Context, src AuditSource) (*AuditReport, error) {
 	sums := map[int64]int64{}
 	memberAcct := map[string]int64{}
 	running := map[int64]int64{} // member account → balance replayed in seq order
+	// Held points replayed in seq order, by member, and the points of each
+	// hold still active at that point of the replay.
+	runningHeld := map[string]int64{}
+	activeHolds := map[string]int64{}
 	origins := map[string]*origin{}
 	var prevHash []byte
 	var lastSeq int64
@@ -140,11 +144,33 @@ func Verify(ctx context.Context, src AuditSource) (*AuditReport, error) {
 				}
 			}
 		}
-		if acct, ok := memberAccountOf(t); ok {
+		heldBefore := runningHeld[t.MemberID]
+		switch t.Type {
+		case TxHold:
+			activeHolds[t.ID] = t.Points
+			runningHeld[t.MemberID] += t.Points
+		case TxHoldVoid, TxHoldExpire, TxRedeem:
+			if p, ok := activeHolds[t.RefID]; ok && t.RefID != "" {
+				delete(activeHolds, t.RefID)
+				runningHeld[t.MemberID] -= p
+			}
+		}
+		// What may not go below zero is what the member can spend, balance
+		// minus held: every operation checks it but a cancelled earn, which
+		// may overdraw (the documented debt). A capture never lowers it (it
+		// releases at least what it posts), so it may take the balance
+		// below zero only where a cancellation already took the available
+		// points there.
+		acct, posts := memberAccountOf(t)
+		if posts {
 			if prev, seen := memberAcct[t.MemberID]; seen && prev != acct {
 				r.add(BadReference, "member %s posts to two accounts (%d and %d)", t.MemberID, prev, acct)
 			}
 			memberAcct[t.MemberID] = acct
+		} else {
+			acct = memberAcct[t.MemberID] // a hold posts nothing
+		}
+		if posts || t.Type == TxHold {
 			before := running[acct]
 			after := before
 			for _, p := range t.Postings {
@@ -153,8 +179,10 @@ func Verify(ctx context.Context, src AuditSource) (*AuditReport, error) {
 				}
 			}
 			running[acct] = after
-			if after < 0 && after < before && t.Type != TxCancelEarn {
-				r.add(BadNegative, "transaction %s (%s) took member %s below zero (%d → %d); only a cancelled earn may", t.ID, t.Type, t.MemberID, before, after)
+			availBefore, availAfter := before-heldBefore, after-runningHeld[t.MemberID]
+			if availAfter < 0 && availAfter < availBefore && t.Type != TxCancelEarn {
+				r.add(BadNegative, "transaction %s (%s) took member %s below zero (available %d → %d); only a cancelled earn may",
+					t.ID, t.Type, t.MemberID, availBefore, availAfter)
 			}
 		}
 		return nil

@@ -311,10 +311,9 @@ func (m *model) capture(op ledger.Op, id string) expect {
 		return fail(ledger.CodeValidation)
 	}
 	mem := m.members[h.member]
-	// The hold's own points count as available to it.
-	if mem.balance-(mem.held-h.points) < p {
-		return fail(ledger.CodeInsufficientPoints)
-	}
+	// A hold is a promise: its points were reserved against everything, so
+	// its capture takes them even where a refund since has left the member
+	// short; the shortfall is debt, as if the capture had come first.
 	mem.held -= h.points
 	latest := m.debit(mem, p, "")
 	h.status = ledger.HoldCaptured
@@ -616,6 +615,8 @@ func (mt *modelTest) step() {
 		mt.reuseKey()
 	case x < 17:
 		mt.one(mt.oddOp())
+	case x < 20:
+		mt.promise()
 	default:
 		mt.one(mt.opFor(pick(mt.r, mt.mems)))
 	}
@@ -916,6 +917,71 @@ func (mt *modelTest) oddOp() ledger.Op {
 		return ledger.Op{Kind: ledger.OpExpireHold, HoldID: pick(mt.r, mem.holds)}
 	}
 	return ledger.Op{Kind: ledger.OpExpireLots, MemberID: mem.id}
+}
+
+// promise earns, holds part or all of what the member can spend, refunds
+// the earn (in full, by points or by amount) while the hold is active,
+// sometimes tries to spend in between, and captures the hold: the capture
+// succeeds whatever the refund took, and the model says how deep the debt.
+func (mt *modelTest) promise() {
+	mt.t.Helper()
+	mem, s := pick(mt.r, mt.mems), pick(mt.r, mt.shops)
+	submit := func(op ledger.Op) ledger.Result {
+		res, err := mt.e.submit(op)
+		mt.check(op, res, err)
+		if err != nil {
+			return ledger.Result{}
+		}
+		return res
+	}
+	earn := submit(ledger.Op{Kind: ledger.OpEarn, Actor: mt.actorAt(s), IdempotencyKey: mt.key(), MemberID: mem.id,
+		StoreID: s.id, Receipt: fmt.Sprintf("pe-%d", mt.next()), PurchaseAmount: ptr(1000 + mt.r.Int64N(20000))})
+	avail := mem.balance - mem.held
+	if earn.Transaction == nil || avail <= 0 {
+		return
+	}
+	p := avail
+	if mt.chance(0.5) {
+		p = 1 + mt.r.Int64N(avail)
+	}
+	hold := submit(ledger.Op{Kind: ledger.OpHold, Actor: mt.actorAt(s), IdempotencyKey: mt.key(), MemberID: mem.id,
+		StoreID: s.id, Points: ptr(p), HoldSeconds: 3600})
+	if hold.Transaction == nil {
+		return
+	}
+	o := mt.m.txns[earn.Transaction.ID]
+	cancel := ledger.Op{Kind: ledger.OpCancel, Actor: mt.actorAt(s), IdempotencyKey: mt.key(), TransactionID: o.id}
+	switch mt.r.IntN(3) {
+	case 1:
+		if o.points > 0 {
+			cancel.Points = ptr(1 + mt.r.Int64N(o.points))
+		}
+	case 2:
+		cancel.PurchaseAmount = ptr(1 + mt.r.Int64N(o.amount))
+	}
+	submit(cancel)
+	if mt.chance(0.3) { // refused while the refund has left the member short
+		submit(ledger.Op{Kind: ledger.OpRedeem, Actor: mt.actorAt(s), IdempotencyKey: mt.key(), MemberID: mem.id,
+			StoreID: s.id, Receipt: fmt.Sprintf("pr-%d", mt.next()), Points: ptr(1)})
+	}
+	if mt.chance(0.2) {
+		submit(ledger.Op{Kind: ledger.OpExpireLots, MemberID: mem.id})
+	}
+	capture := ledger.Op{Kind: ledger.OpCapture, Actor: mt.actorAt(s), IdempotencyKey: mt.key(), HoldID: hold.Transaction.ID}
+	if mt.chance(0.4) {
+		capture.Points = ptr(1 + mt.r.Int64N(p))
+	}
+	if mem.balance-(mem.held-p) < deref64(capture.Points, p) {
+		mt.count["capture into debt"]++ // what was refused before holds were promises
+	}
+	submit(capture)
+}
+
+func deref64(p *int64, def int64) int64 {
+	if p == nil {
+		return def
+	}
+	return *p
 }
 
 // retry repeats a successful operation with its key: a replay.

@@ -85,6 +85,7 @@ var cases = []suiteCase{
 	{"points given back by a cancelled redemption expire with the lots it used", testCancelRedeemExpired},
 	{"a captured hold can be cancelled like a redemption", testCancelCapture},
 	{"a cancelled earn already spent leaves a debt the next points pay first", testDebt},
+	{"a refund between a hold and its capture leaves the capture possible", testHoldPromise},
 	{"an adjustment adds or takes points but never more than are available", testAdjust},
 	{"the expiry run posts what is left of due lots", testExpiryRun},
 	{"a terminal of one merchant cannot move points at another merchant", testForbidden},
@@ -1070,6 +1071,47 @@ func testDebt(t *testing.T, e *env) {
 	e.wantLots(m, ledger.Lot{ID: next.Transaction.ID, Points: 100, Remaining: 70, ExpiresAt: ledger.ExpiryAt(e.clock.Now(), 90)})
 	e.redeem(m, w.b1, 70)
 	e.wantBalance(m, 0, 0)
+}
+
+func testHoldPromise(t *testing.T, e *env) {
+	w := e.world()
+	m := e.member()
+	old := e.earnPoints(m, w.a1, 30)
+	earn := e.earnPoints(m, w.a1, 100)
+	h := e.hold(m, w.a1, 110, 600).Hold
+	// The refund takes its 100 points back: the 20 not held, then 80 of the
+	// held ones. The hold stays whole; available goes below zero.
+	res := e.do(ledger.Op{Kind: ledger.OpCancel, TransactionID: earn.Transaction.ID})
+	if res.Transaction.Points != 100 || res.Balance != (ledger.Balance{MemberID: m.ID, Balance: 30, Held: 110, Available: -80}) {
+		t.Fatalf("refund during the hold: %+v, balance %+v; want 100 points back, balance 30 held 110", res.Transaction, res.Balance)
+	}
+	e.wantLots(m, ledger.Lot{ID: old.Transaction.ID, Remaining: 30, ExpiresAt: ledger.ExpiryAt(epoch, 30)})
+	// Nothing else can be spent meanwhile.
+	e.fail(ledger.CodeInsufficientPoints, ledger.Op{Kind: ledger.OpRedeem, MemberID: m.ID, StoreID: w.a1.ID, Receipt: "r", Points: ptr(1)})
+	e.fail(ledger.CodeInsufficientPoints, ledger.Op{Kind: ledger.OpHold, MemberID: m.ID, StoreID: w.a1.ID, Points: ptr(1)})
+	// The capture of the whole hold succeeds; what the refund took of it
+	// is debt.
+	capture := e.do(ledger.Op{Kind: ledger.OpCapture, Actor: pos(w.a, w.a1.ID), HoldID: h.ID})
+	if capture.Transaction.Points != 110 || capture.Hold.Status != ledger.HoldCaptured {
+		t.Fatalf("capture after the refund: %+v %+v; want all 110 captured", capture.Transaction, capture.Hold)
+	}
+	e.wantBalance(m, -80, 0)
+	e.wantLots(m)
+	// Debt is paid by the next points, as after any spent refund.
+	e.earnPoints(m, w.a1, 100)
+	e.wantBalance(m, 20, 0)
+
+	// A partial capture takes only what it captures; the rest is released.
+	m2 := e.member()
+	earn2 := e.earnPoints(m2, w.a1, 50)
+	h2 := e.hold(m2, w.a1, 50, 600).Hold
+	e.do(ledger.Op{Kind: ledger.OpCancel, TransactionID: earn2.Transaction.ID, Points: ptr(40)})
+	e.wantBalance(m2, 10, 50)
+	if p := e.do(ledger.Op{Kind: ledger.OpCapture, HoldID: h2.ID, Points: ptr(30)}).Transaction.Points; p != 30 {
+		t.Fatalf("partial capture took %d; want 30", p)
+	}
+	e.wantBalance(m2, -20, 0)
+	e.wantLots(m2)
 }
 
 func testAdjust(t *testing.T, e *env) {
