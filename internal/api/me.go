@@ -430,5 +430,12 @@ func (s *Server) authenticateSession(w http.ResponseWriter, r *http.Request, tok
 		writeProblem(w, r, ledger.Errorf(ledger.CodeMemberSuspended, "this member is suspended; ask the operator"))
 		return auth.Key{}, false
 	}
+	// A merge revokes the merged member's sessions; this refuses one a
+	// cache still holds. Logging in again opens the member it went into.
+	if m.Status == ledger.StatusMerged {
+		writeProblem(w, r, &ledger.Error{Code: codeUnauthorized,
+			Message: "this membership was merged into member " + m.MergedInto + "; log in again"})
+		return auth.Key{}, false
+	}
 	return e.key, true
 }

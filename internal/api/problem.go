@@ -58,6 +58,8 @@ var statusOf = map[string]int{
 	ledger.CodeMerchantSuspended:   http.StatusUnprocessableEntity,
 	ledger.CodeMemberSuspended:     http.StatusUnprocessableEntity,
 	ledger.CodeStoreSuspended:      http.StatusUnprocessableEntity,
+	ledger.CodeMemberMerged:        http.StatusUnprocessableEntity,
+	ledger.CodeMergeRefused:        http.StatusUnprocessableEntity,
 	codeRateLimited:                http.StatusTooManyRequests,
 	ledger.CodeInternal:            http.StatusInternalServerError,
 	ledger.CodeOverloaded:          http.StatusServiceUnavailable,

@@ -25,7 +25,7 @@ type Entry struct {
 	Action      string          `json:"action"`      // e.g. "merchant.suspend"; see the Action* constants
 	TargetType  string          `json:"target_type"` // merchant, store, member, key
 	TargetID    string          `json:"target_id"`
-	TxnID       string          `json:"txn_id,omitempty"` // the ledger transaction of an adjustment
+	TxnID       string          `json:"txn_id,omitempty"` // the ledger transaction of an adjustment or a merge
 	Reason      string          `json:"reason,omitempty"`
 	Before      json.RawMessage `json:"before,omitempty"` // the audited fields before the change (none on a create)
 	After       json.RawMessage `json:"after,omitempty"`
@@ -44,6 +44,7 @@ const (
 	ActionMemberCreate       = "member.create"
 	ActionMemberSuspend      = "member.suspend"
 	ActionMemberReactivate   = "member.reactivate"
+	ActionMemberMerge        = "member.merge"
 	ActionKeyCreate          = "key.create"
 	ActionKeyRevoke          = "key.revoke"
 	ActionKeyRotate          = "key.rotate"

@@ -59,6 +59,16 @@ func KeyFields(k auth.Key) json.RawMessage {
 	}{k.Prefix, k.Role, k.MerchantID, k.StoreID, k.Name, timePtr(k.RevokedAt), timePtr(k.ExpiresAt)})
 }
 
+// MergeFields is what the audit log keeps of a merged member after its
+// merge: where it went and the points (its balance) it took there.
+func MergeFields(into string, points int64) json.RawMessage {
+	return mustJSON(struct {
+		Status     string `json:"status"`
+		MergedInto string `json:"merged_into"`
+		Points     int64  `json:"points"`
+	}{ledger.StatusMerged, into, points})
+}
+
 // AdjustmentFields is what the audit log keeps of an adjustment.
 func AdjustmentFields(points int64) json.RawMessage {
 	return mustJSON(struct {

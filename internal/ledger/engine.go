@@ -41,6 +41,8 @@ type batch struct {
 	holdNew    map[string]bool
 	dirtyHolds map[string]bool
 	cancels    map[string]bool
+	movedLots  map[string]bool
+	merges     []MemberMerge
 	newIdem    []IdemRecord
 }
 
@@ -55,7 +57,7 @@ func runBatch(ctx context.Context, tx BatchTx, now time.Time, ops []Op, handOff 
 		tx: tx, now: MicroTime(now),
 		deltas: map[int64]*AccountChange{}, lotByID: map[string]*Lot{}, newLots: map[string]bool{},
 		dirtyLots: map[string]bool{}, holdNew: map[string]bool{}, dirtyHolds: map[string]bool{},
-		cancels: map[string]bool{}, lots: map[string][]*Lot{}, accounts: map[int64]*Account{},
+		cancels: map[string]bool{}, movedLots: map[string]bool{}, lots: map[string][]*Lot{}, accounts: map[int64]*Account{},
 		txns: map[string]*Transaction{}, holds: map[string]*Hold{},
 	}
 	if err := b.load(ctx, ops); err != nil {
@@ -103,6 +105,9 @@ func prefetchOf(ops []Op) Prefetch {
 			p.TransactionIDs = append(p.TransactionIDs, op.TransactionID)
 		case OpCapture, OpVoid, OpExpireHold:
 			p.HoldIDs = append(p.HoldIDs, op.HoldID)
+		case OpMerge:
+			p.MemberIDs = append(p.MemberIDs, op.FromMemberID)
+			p.LotMemberIDs = append(p.LotMemberIDs, op.MemberID, op.FromMemberID)
 		}
 	}
 	p.IdemKeys, p.MemberIDs, p.StoreIDs = uniq(p.IdemKeys), uniq(p.MemberIDs), uniq(p.StoreIDs)
@@ -171,6 +176,12 @@ func (b *batch) load(ctx context.Context, ops []Op) error {
 			if h := b.holds[op.HoldID]; h != nil {
 				m, s, debit = h.MemberID, h.StoreID, op.Kind == OpCapture
 			}
+		case OpMerge:
+			// Both sides' lots: the merged member's move, and the other's
+			// may pay a debt the merged member brings.
+			debit = true
+			memberIDs = append(memberIDs, op.FromMemberID)
+			debitMembers = append(debitMembers, op.FromMemberID)
 		}
 		if m != "" {
 			memberIDs = append(memberIDs, m)
@@ -184,6 +195,17 @@ func (b *batch) load(ctx context.Context, ops []Op) error {
 	}
 	if b.members, err = b.tx.Members(ctx, uniq(memberIDs)); err != nil {
 		return fmt.Errorf("load members: %w", err)
+	}
+	// What reaches a merged member (the cancellation of one of its earns or
+	// redemptions) reaches the member it went into: load that one too, with
+	// its lots where the merged one's were needed.
+	if err := b.loadMergedInto(ctx); err != nil {
+		return err
+	}
+	for _, m := range uniq(debitMembers) {
+		if r := b.resolve(m); r != m {
+			debitMembers = append(debitMembers, r)
+		}
 	}
 	if b.stores, err = b.tx.Stores(ctx, uniq(storeIDs)); err != nil {
 		return fmt.Errorf("load stores: %w", err)
@@ -233,6 +255,49 @@ func (b *batch) load(ctx context.Context, ops []Op) error {
 		b.lots[m] = list
 	}
 	return nil
+}
+
+// loadMergedInto loads the members that loaded merged members went into.
+// A merge re-points what was merged into the member it merges, so one round
+// finds them; a few more bound the reads if a store's rows say otherwise.
+func (b *batch) loadMergedInto(ctx context.Context) error {
+	for range 4 {
+		var want []string
+		for _, m := range b.members {
+			if m.MergedInto != "" {
+				if _, ok := b.members[m.MergedInto]; !ok {
+					want = append(want, m.MergedInto)
+				}
+			}
+		}
+		if len(want) == 0 {
+			return nil
+		}
+		more, err := b.tx.Members(ctx, uniq(want))
+		if err != nil {
+			return fmt.Errorf("load members merged into: %w", err)
+		}
+		if len(more) == 0 {
+			return nil
+		}
+		for id, m := range more {
+			b.members[id] = m
+		}
+	}
+	return nil
+}
+
+// resolve follows merges from a member id to the member that now stands for
+// it (the id itself unless it was merged).
+func (b *batch) resolve(id string) string {
+	for range 8 {
+		m, ok := b.members[id]
+		if !ok || m.Status != StatusMerged || m.MergedInto == "" {
+			return id
+		}
+		id = m.MergedInto
+	}
+	return id
 }
 
 func uniq[T comparable](in []T) []T {
@@ -304,6 +369,8 @@ func (b *batch) do(op *Op) (Result, error) {
 		return b.adjust(op)
 	case OpExpireLots:
 		return b.expireLots(op)
+	case OpMerge:
+		return b.merge(op)
 	}
 	return Result{}, Invalid("kind", "unknown operation %q", op.Kind)
 }
@@ -317,6 +384,12 @@ func (b *batch) member(id string, trading bool) (Member, *Account, error) {
 	m, ok := b.members[id]
 	if !ok {
 		return Member{}, nil, Errorf(CodeMemberNotFound, "no member with id %q", id)
+	}
+	// A merged member is the member it went into: nothing reaches it any
+	// more, and the caller is told where to go instead.
+	if m.Status == StatusMerged {
+		return Member{}, nil, &Error{Code: CodeMemberMerged, Field: "member_id",
+			Message: fmt.Sprintf("member %s was merged into member %s: use %s", id, m.MergedInto, m.MergedInto)}
 	}
 	if trading && m.Status == StatusSuspended {
 		return Member{}, nil, Errorf(CodeMemberSuspended, "member %s is suspended", id)
@@ -576,10 +649,12 @@ func (b *batch) cancel(op *Op) (Result, error) {
 			amount = orig.PurchaseAmount
 		}
 	}
-	m, ok := b.members[orig.MemberID]
+	m, ok := b.members[b.resolve(orig.MemberID)]
 	if !ok {
 		return Result{}, Errorf(CodeMemberNotFound, "member %s of transaction %s is gone", orig.MemberID, orig.ID)
 	}
+	// The points of a merged member's transaction are now the member it
+	// went into: a refund takes them back (or gives them back) there.
 	acct := b.accounts[m.AccountID]
 	s, ok := b.stores[orig.StoreID]
 	if !ok {
@@ -641,6 +716,108 @@ func (b *batch) adjust(op *Op) (Result, error) {
 		b.debit(m.ID, acct, -p, "")
 	}
 	return b.result(t, m.ID, acct, nil), nil
+}
+
+// merge moves member FromMemberID into MemberID: its whole balance in one
+// transaction posted out of its account and into the other's, and its open
+// lots, each keeping its points and its expiry date (and its id, the earn
+// that made it, so that refunding that earn still takes from it first). A
+// debt the merged member had (a refund of spent points) moves too and is
+// paid from the other's lots like any debt. The merged member ends merged
+// and stands for the other from then on. A merged member with points held
+// is refused: its holds' captures and voids belong to it.
+func (b *batch) merge(op *Op) (Result, error) {
+	into, intoAcct, err := b.mergeSide(op.MemberID, "member_id")
+	if err != nil {
+		return Result{}, err
+	}
+	from, fromAcct, err := b.mergeSide(op.FromMemberID, "from_member_id")
+	if err != nil {
+		return Result{}, err
+	}
+	if fromAcct.Held > 0 {
+		return Result{}, Errorf(CodeMergeRefused,
+			"member %s has %d points reserved by active holds: capture or void them first (or let them expire), then merge", from.ID, fromAcct.Held)
+	}
+	p := fromAcct.Balance
+	var open int64
+	for _, l := range b.lots[from.ID] {
+		open += l.Remaining
+	}
+	if open != max(p, 0) {
+		return Result{}, fmt.Errorf("member %s has a balance of %d but open lots of %d: run pointd verify before merging", from.ID, p, open)
+	}
+	t := b.newTxn(Transaction{Type: TxMerge, MemberID: into.ID, RefID: from.ID, Points: p, Reason: op.Reason},
+		Posting{intoAcct.ID, p}, Posting{fromAcct.ID, -p})
+	switch {
+	case p > 0:
+		debt := max(0, -intoAcct.Balance)
+		b.moveLots(from.ID, into.ID)
+		left := min(debt, p) // a debt of the member merged into is paid first, as by any credit
+		for _, l := range b.lots[into.ID] {
+			if left == 0 {
+				break
+			}
+			n := min(l.Remaining, left)
+			b.takeLot(l, n)
+			left -= n
+		}
+		b.change(intoAcct, p, 0)
+	case p < 0:
+		b.debit(into.ID, intoAcct, -p, "")
+	}
+	from.Status, from.MergedInto = StatusMerged, into.ID
+	b.members[from.ID] = from
+	for id, m := range b.members {
+		if m.MergedInto == from.ID {
+			m.MergedInto = into.ID
+			b.members[id] = m
+		}
+	}
+	b.merges = append(b.merges, MemberMerge{From: from.ID, Into: into.ID, At: b.now})
+	return b.result(t, into.ID, intoAcct, nil), nil
+}
+
+// mergeSide finds one member of a merge: neither side may be merged or
+// withdrawn. A suspended member may be merged and merged into: suspension
+// is a pause, and the merged points keep the status of the member they
+// reach.
+func (b *batch) mergeSide(id, field string) (Member, *Account, error) {
+	m, ok := b.members[id]
+	if !ok {
+		return Member{}, nil, &Error{Code: CodeMemberNotFound, Field: field, Message: fmt.Sprintf("no member with id %q", id)}
+	}
+	switch m.Status {
+	case StatusMerged:
+		return Member{}, nil, &Error{Code: CodeMemberMerged, Field: field,
+			Message: fmt.Sprintf("member %s was already merged into member %s", id, m.MergedInto)}
+	case StatusWithdrawn:
+		return Member{}, nil, &Error{Code: CodeMergeRefused, Field: field,
+			Message: fmt.Sprintf("member %s has withdrawn: its points are frozen, it can be neither merged nor merged into", id)}
+	}
+	a, ok := b.accounts[m.AccountID]
+	if !ok {
+		return Member{}, nil, fmt.Errorf("account %d of member %s not loaded", m.AccountID, id)
+	}
+	return m, a, nil
+}
+
+// moveLots gives every open lot of one member to another, in expiry order.
+func (b *batch) moveLots(from, into string) {
+	list := b.lots[into]
+	for _, l := range b.lots[from] {
+		if l.Remaining == 0 {
+			continue
+		}
+		l.MemberID = into
+		if !b.newLots[l.ID] {
+			b.movedLots[l.ID] = true
+		}
+		i := sort.Search(len(list), func(i int) bool { return lotLess(l, list[i]) })
+		list = slices.Insert(list, i, l)
+	}
+	b.lots[into] = list
+	b.lots[from] = nil
 }
 
 // expireLots posts what is left of a member's due lots, but never the points
@@ -844,6 +1021,11 @@ func (b *batch) writeSet() *WriteSet {
 		w.Cancels = append(w.Cancels, CancelCounters{ID: id, CancelledPoints: t.CancelledPoints, CancelledAmount: t.CancelledAmount})
 	}
 	slices.SortFunc(w.Cancels, func(x, y CancelCounters) int { return cmpStr(x.ID, y.ID) })
+	for id := range b.movedLots {
+		w.LotMoves = append(w.LotMoves, *b.lotByID[id])
+	}
+	slices.SortFunc(w.LotMoves, func(x, y Lot) int { return cmpStr(x.ID, y.ID) })
+	w.Merges = b.merges
 	return w
 }
 

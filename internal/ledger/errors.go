@@ -26,6 +26,8 @@ const (
 	CodeMerchantSuspended   = "merchant_suspended"
 	CodeMemberSuspended     = "member_suspended"
 	CodeStoreSuspended      = "store_suspended"
+	CodeMemberMerged        = "member_merged"
+	CodeMergeRefused        = "merge_refused"
 	CodeForbidden           = "forbidden"
 	CodeConflict            = "conflict"
 	CodeOverloaded          = "overloaded"

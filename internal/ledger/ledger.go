@@ -43,6 +43,9 @@ const (
 	TxCancelRedeem TxType = "cancel_redeem"
 	TxExpire       TxType = "expire"
 	TxAdjust       TxType = "adjust"
+	// TxMerge moves a member (RefID) into another (MemberID): Points is the
+	// signed balance moved, posted out of the one and into the other.
+	TxMerge TxType = "merge"
 )
 
 // Posting moves Amount points into (positive) or out of (negative) an account.
@@ -157,15 +160,23 @@ const (
 	// StatusWithdrawn is a member who left: personal data erased, no new
 	// operations, and final (an operator cannot reactivate it).
 	StatusWithdrawn = "withdrawn"
+	// StatusMerged is a member an operator found to be the same person as
+	// another and moved into it (Member.MergedInto): final, no operations,
+	// no login; its card number finds the member it went into.
+	StatusMerged = "merged"
 )
 
 // Member collects and spends points.
 type Member struct {
-	ID         string    `json:"id"`
-	CardNumber string    `json:"card_number"`
-	Phone      string    `json:"phone,omitempty"`
-	Name       string    `json:"name"`
-	Status     string    `json:"status"`
+	ID         string `json:"id"`
+	CardNumber string `json:"card_number"`
+	Phone      string `json:"phone,omitempty"`
+	Name       string `json:"name"`
+	Status     string `json:"status"`
+	// MergedInto is, on a merged member, the member it went into: always
+	// one that is not merged itself (a merge re-points the members merged
+	// into the one it merges).
+	MergedInto string    `json:"merged_into,omitempty"`
 	AccountID  int64     `json:"-"`
 	CreatedAt  time.Time `json:"created_at"`
 }

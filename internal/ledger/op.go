@@ -19,6 +19,7 @@ const (
 	OpVoid       OpKind = "void"
 	OpCancel     OpKind = "cancel"
 	OpAdjust     OpKind = "adjust"
+	OpMerge      OpKind = "merge"       // an operator's: FromMemberID moves into MemberID
 	OpExpireLots OpKind = "expire_lots" // internal: the expiry run, one member
 	OpExpireHold OpKind = "expire_hold" // internal: a hold past its timeout
 )
@@ -48,6 +49,7 @@ type Op struct {
 	HoldSeconds    int64  `json:"hold_seconds,omitempty"`
 	TransactionID  string `json:"transaction_id,omitempty"`
 	Reason         string `json:"reason,omitempty"`
+	FromMemberID   string `json:"from_member_id,omitempty"`
 
 	fp []byte // Fingerprint, computed by Submit on the caller's goroutine
 }
@@ -168,6 +170,17 @@ func (op *Op) Validate() error {
 		}
 		if *op.Points == 0 || *op.Points > MaxPoints || *op.Points < -MaxPoints {
 			return Invalid("points", "must be non-zero and between -%d and %d", MaxPoints, MaxPoints)
+		}
+		r := strings.TrimSpace(op.Reason)
+		if r == "" || len(op.Reason) > maxReasonLen || !utf8.ValidString(op.Reason) {
+			return Invalid("reason", "is required, at most %d bytes", maxReasonLen)
+		}
+	case OpMerge:
+		if err := firstErr(needID("member_id", op.MemberID), needID("from_member_id", op.FromMemberID)); err != nil {
+			return err
+		}
+		if op.FromMemberID == op.MemberID {
+			return Invalid("from_member_id", "is the member itself: a member cannot be merged into itself")
 		}
 		r := strings.TrimSpace(op.Reason)
 		if r == "" || len(op.Reason) > maxReasonLen || !utf8.ValidString(op.Reason) {

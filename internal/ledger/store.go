@@ -136,6 +136,15 @@ type CancelCounters struct {
 	CancelledAmount int64
 }
 
+// MemberMerge is a member that a merge moved into another: the store marks
+// From merged into Into, re-points the members merged into From to Into and
+// revokes From's sessions (At is when).
+type MemberMerge struct {
+	From string
+	Into string
+	At   time.Time
+}
+
 // WriteSet is everything one batch changes, in the order stores should write
 // it. Slices are sorted by id where the order matters for locking.
 type WriteSet struct {
@@ -148,9 +157,14 @@ type WriteSet struct {
 	NewHolds     []Hold
 	HoldUpdates  []Hold // existing holds: new Status
 	Cancels      []CancelCounters
-	Idempotency  []IdemRecord
-	HeadSeq      int64
-	HeadHash     []byte
+	// LotMoves are existing lots that a merge gave to another member: the
+	// new MemberID (after NewLots and LotUpdates are written).
+	LotMoves []Lot
+	// Merges mark members merged, in the order the batch merged them.
+	Merges      []MemberMerge
+	Idempotency []IdemRecord
+	HeadSeq     int64
+	HeadHash    []byte
 }
 
 // AuditSource streams what the audit reads. Each scan sees one consistent

@@ -54,6 +54,7 @@ const (
 	BadIdempotency   = "orphan_idempotency_record"
 	BadHead          = "head_mismatch"
 	BadReference     = "dangling_reference"
+	BadMerge         = "merge_mismatch"
 )
 
 type origin struct {
@@ -102,6 +103,7 @@ func Verify(ctx context.Context, src AuditSource) (*AuditReport, error) {
 	runningHeld := map[string]int64{}
 	activeHolds := map[string]int64{}
 	origins := map[string]*origin{}
+	merged := map[string]string{} // merged member → the merge transaction
 	var prevHash []byte
 	var lastSeq int64
 	err := src.Transactions(ctx, func(t Transaction) error {
@@ -143,6 +145,10 @@ func Verify(ctx context.Context, src AuditSource) (*AuditReport, error) {
 					r.add(BadReference, "cancellation %s is of the wrong type for %s", t.ID, t.RefID)
 				}
 			}
+		}
+		if t.Type == TxMerge {
+			r.verifyMerge(t, memberAcct, running, merged)
+			return nil
 		}
 		heldBefore := runningHeld[t.MemberID]
 		switch t.Type {
@@ -238,6 +244,13 @@ func Verify(ctx context.Context, src AuditSource) (*AuditReport, error) {
 	for id, s := range sums {
 		r.add(BadBalance, "postings to account %d (sum %d) but no such account", id, s)
 	}
+	// A merged member's points all went into the other member, and nothing
+	// reaches it after: it must hold none.
+	for m, txn := range merged {
+		if balances[m] != 0 || helds[m] != 0 {
+			r.add(BadMerge, "member %s was merged (transaction %s) but has a balance of %d and %d held", m, txn, balances[m], helds[m])
+		}
+	}
 
 	lotSums := map[string]int64{}
 	err = src.Lots(ctx, func(l Lot) error {
@@ -286,6 +299,55 @@ func Verify(ctx context.Context, src AuditSource) (*AuditReport, error) {
 		r.add(BadIdempotency, "idempotency key %q of %s answers for a transaction that does not exist", k.Key, k.Scope)
 	}
 	return r, nil
+}
+
+// verifyMerge checks one merge transaction: it moves exactly the merged
+// member's whole balance (as replayed so far) into the other member, once.
+// Points is the signed amount the member merged into receives, so its
+// posting is the one of that amount; the other is the merged member's. A
+// merge may leave the member merged into below zero only by the debt the
+// merged member brought, which the replayed balances show.
+func (r *AuditReport) verifyMerge(t Transaction, memberAcct map[string]int64, running map[int64]int64, merged map[string]string) {
+	if t.RefID == "" || t.RefID == t.MemberID {
+		r.add(BadReference, "merge %s does not name another member it merged (%q)", t.ID, t.RefID)
+		return
+	}
+	if prev, ok := merged[t.RefID]; ok {
+		r.add(BadMerge, "member %s is merged twice (transactions %s and %s)", t.RefID, prev, t.ID)
+	}
+	merged[t.RefID] = t.ID
+	if t.Points == 0 {
+		if len(t.Postings) != 0 {
+			r.add(BadMerge, "merge %s moves no points but has postings", t.ID)
+		}
+		return
+	}
+	if len(t.Postings) != 2 {
+		r.add(BadMerge, "merge %s of %d points has %d postings, not 2", t.ID, t.Points, len(t.Postings))
+		return
+	}
+	into, from := t.Postings[0], t.Postings[1]
+	if into.Amount != t.Points {
+		into, from = from, into
+	}
+	if into.Amount != t.Points || from.Amount != -t.Points {
+		r.add(BadMerge, "merge %s of %d points posts %d and %d", t.ID, t.Points, into.Amount, from.Amount)
+		return
+	}
+	for _, side := range []struct {
+		member string
+		acct   int64
+	}{{t.MemberID, into.AccountID}, {t.RefID, from.AccountID}} {
+		if prev, seen := memberAcct[side.member]; seen && prev != side.acct {
+			r.add(BadReference, "member %s posts to two accounts (%d and %d)", side.member, prev, side.acct)
+		}
+		memberAcct[side.member] = side.acct
+	}
+	if got := running[from.AccountID]; got != t.Points {
+		r.add(BadMerge, "merge %s moved %d points of member %s, whose balance was %d", t.ID, t.Points, t.RefID, got)
+	}
+	running[from.AccountID] += from.Amount
+	running[into.AccountID] += into.Amount
 }
 
 // memberAccountOf finds the member's account among t's postings: the member

@@ -411,6 +411,11 @@ func (w *Writer) committed(ctx context.Context, out []outcome) {
 			seen[id] = true
 			ids = append(ids, id)
 		}
+		// A merge changed the member it merged as well (RefID).
+		if t := o.res.Transaction; t.Type == TxMerge && t.RefID != "" && !seen[t.RefID] {
+			seen[t.RefID] = true
+			ids = append(ids, t.RefID)
+		}
 	}
 	if len(ids) > 0 {
 		(*fn)(ctx, ids)

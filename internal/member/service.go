@@ -253,6 +253,17 @@ func (s *Service) Login(ctx context.Context, phone, code, ip string) (token stri
 	if err != nil {
 		return "", Session{}, false, err
 	}
+	// A phone that still finds a merged member logs in as the member it
+	// went into: the person is that member now, and no session is ever of
+	// a merged member.
+	if m.Status == ledger.StatusMerged && m.MergedInto != "" {
+		if m, err = s.ledger.Member(ctx, m.MergedInto); err != nil {
+			return "", Session{}, false, err
+		}
+	}
+	if m.Status == ledger.StatusMerged || m.Status == ledger.StatusWithdrawn {
+		return "", Session{}, false, ledger.Errorf(ledger.CodeMemberNotFound, "this membership has ended; contact support")
+	}
 	if m.Status == "suspended" {
 		return "", Session{}, false, ledger.Errorf(ledger.CodeMemberSuspended, "this membership is suspended; contact support")
 	}

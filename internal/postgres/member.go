@@ -130,7 +130,7 @@ func (db *DB) Profile(ctx context.Context, memberID string) (member.Profile, err
 	var created, consents, withdrawn pgtype.Timestamptz
 	err := db.pool.QueryRow(ctx, `SELECT `+memberCols+`, m.marketing_consent, m.analytics_consent,
 		m.consents_updated_at, m.withdrawn_at FROM members m WHERE m.id = $1`, memberID,
-	).Scan(&p.ID, &p.CardNumber, &phone, &p.Name, &p.Status, &p.AccountID, &created,
+	).Scan(&p.ID, &p.CardNumber, &phone, &p.Name, &p.Status, &p.AccountID, &created, &p.MergedInto,
 		&p.MarketingConsent, &p.AnalyticsConsent, &consents, &withdrawn)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return p, ledger.Errorf(ledger.CodeMemberNotFound, "no member with id %q", memberID)
@@ -287,8 +287,12 @@ func (db *DB) History(ctx context.Context, memberID string, f member.HistoryFilt
 	if beforeSeq <= 0 {
 		beforeSeq = math.MaxInt64
 	}
-	where := []string{"t.member_id = $1", "t.seq < $2"}
-	args := []any{memberID, beforeSeq}
+	who, whoArg, err := db.historyOf(ctx, memberID)
+	if err != nil {
+		return nil, err
+	}
+	where := []string{who, "t.seq < $2"}
+	args := []any{whoArg, beforeSeq}
 	arg := func(v any) string {
 		args = append(args, v)
 		return "$" + strconv.Itoa(len(args))

@@ -47,13 +47,13 @@ func scanStore(row pgx.Row) (ledger.StoreInfo, error) {
 
 // memberCols reads the sealed phone as hex into Member.Phone; DB.scanMember
 // opens it.
-const memberCols = `m.id, m.card_number, encode(m.phone_enc, 'hex'), m.name, m.status, m.account_id, m.created_at`
+const memberCols = `m.id, m.card_number, encode(m.phone_enc, 'hex'), m.name, m.status, m.account_id, m.created_at, m.merged_into`
 
 func scanMember(row pgx.Row) (ledger.Member, error) {
 	var m ledger.Member
 	var phone pgtype.Text
 	var created pgtype.Timestamptz
-	err := row.Scan(&m.ID, &m.CardNumber, &phone, &m.Name, &m.Status, &m.AccountID, &created)
+	err := row.Scan(&m.ID, &m.CardNumber, &phone, &m.Name, &m.Status, &m.AccountID, &created, &m.MergedInto)
 	m.Phone = phone.String // NULL reads as ""
 	m.CreatedAt = timeOf(created)
 	return m, err
@@ -185,8 +185,14 @@ func (db *DB) Member(ctx context.Context, id string) (ledger.Member, error) {
 // MemberByCard returns the member holding card number cardNumber. A
 // withdrawn member's card is disabled: it finds no one.
 func (db *DB) MemberByCard(ctx context.Context, cardNumber string) (ledger.Member, error) {
-	return one(ctx, db.pool, ledger.Errorf(ledger.CodeMemberNotFound, "no member with card number %q", cardNumber), db.scanMember,
+	m, err := one(ctx, db.pool, ledger.Errorf(ledger.CodeMemberNotFound, "no member with card number %q", cardNumber), db.scanMember,
 		`SELECT `+memberCols+` FROM members m WHERE m.card_number = $1 AND m.status <> 'withdrawn'`, cardNumber)
+	if err != nil || m.Status != ledger.StatusMerged || m.MergedInto == "" {
+		return m, err
+	}
+	// A merged member's card finds the member it went into.
+	return one(ctx, db.pool, ledger.Errorf(ledger.CodeMemberNotFound, "no member with card number %q", cardNumber), db.scanMember,
+		`SELECT `+memberCols+` FROM members m WHERE m.id = $1 AND m.status <> 'withdrawn'`, m.MergedInto)
 }
 
 // MemberByPhone returns the member with phone number phone, found through
@@ -227,11 +233,32 @@ func (db *DB) MemberTransactions(ctx context.Context, memberID string, beforeSeq
 	if beforeSeq <= 0 {
 		beforeSeq = math.MaxInt64
 	}
+	who, arg, err := db.historyOf(ctx, memberID)
+	if err != nil {
+		return nil, err
+	}
 	return list(ctx, db.pool, scanTxn,
 		`SELECT `+txnCols+` FROM `+txnFrom+`
-		WHERE t.member_id = $1 AND t.seq < $2
+		WHERE `+who+` AND t.seq < $2
 		ORDER BY t.seq DESC
-		LIMIT $3`, memberID, beforeSeq, limitArg(limit))
+		LIMIT $3`, arg, beforeSeq, limitArg(limit))
+}
+
+// historyOf is the SQL condition on $1 and its argument that select a
+// member's transactions (t) with those of the members merged into it. A
+// member nothing was merged into (nearly all) keeps the plain condition,
+// which walks the (member_id, seq) index without sorting.
+func (db *DB) historyOf(ctx context.Context, memberID string) (string, any, error) {
+	var merged []string
+	err := db.pool.QueryRow(ctx, `SELECT coalesce(array_agg(id), '{}') FROM members WHERE merged_into = $1 AND merged_into <> ''`,
+		memberID).Scan(&merged)
+	if err != nil {
+		return "", nil, fmt.Errorf("members merged into %s: %w", memberID, err)
+	}
+	if len(merged) == 0 {
+		return "t.member_id = $1", memberID, nil
+	}
+	return "t.member_id = ANY($1)", append([]string{memberID}, merged...), nil
 }
 
 // Hold returns the hold with id.

@@ -401,6 +401,26 @@ func (b *batchTx) Apply(ctx context.Context, w *ledger.WriteSet) error {
 			WHERE l.id = v.id`, ids, remaining)
 	}
 
+	if n := len(w.LotMoves); n > 0 {
+		ids, members := make([]string, n), make([]string, n)
+		for i, l := range w.LotMoves {
+			ids[i], members[i] = l.ID, l.MemberID
+		}
+		pb.counted("move lots", n, `
+			UPDATE lots AS l SET member_id = v.member_id
+			FROM unnest($1::text[], $2::text[]) AS v(id, member_id)
+			WHERE l.id = v.id`, ids, members)
+	}
+	// A merge: the member it merged, the members merged into that one
+	// (re-pointed, so merged_into never names a merged member), and the
+	// merged member's sessions. Merges are rare: a statement each.
+	for _, m := range w.Merges {
+		pb.counted("merge member", 1, `UPDATE members SET status = 'merged', merged_into = $1 WHERE id = $2`, m.Into, m.From)
+		pb.exec("re-point merged members", 0, `UPDATE members SET merged_into = $1 WHERE merged_into = $2`, m.Into, m.From)
+		pb.exec("revoke merged sessions", 0, `UPDATE member_sessions SET revoked_at = $1 WHERE member_id = $2 AND revoked_at IS NULL`,
+			ts(m.At), m.From)
+	}
+
 	if n := len(w.NewHolds); n > 0 {
 		ids, members, merchants, stores, statuses := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		points := make([]int64, n)
@@ -497,6 +517,7 @@ func checkUnique(w *ledger.WriteSet) error {
 	return errors.Join(
 		dup("account", ids(len(w.Accounts), func(i int) string { return fmt.Sprint(w.Accounts[i].ID) })),
 		dup("lot update", ids(len(w.LotUpdates), func(i int) string { return w.LotUpdates[i].ID })),
+		dup("lot move", ids(len(w.LotMoves), func(i int) string { return w.LotMoves[i].ID })),
 		dup("hold update", ids(len(w.HoldUpdates), func(i int) string { return w.HoldUpdates[i].ID })),
 		dup("cancellation of", ids(len(w.Cancels), func(i int) string { return w.Cancels[i].ID })),
 	)

@@ -80,12 +80,20 @@ const (
 		INSERT INTO idempotency (scope, key, request_hash, txn_id, response, created_at)
 		VALUES (?, ?, ?, ?, ?, ?)`
 	qSetHead = `UPDATE ledger_head SET seq = ?, hash = ? WHERE id = 1`
+
+	// A merge: the lots it moved, the member it merged, the members merged
+	// into that one (re-pointed, so merged_into never names a merged
+	// member), and the merged member's sessions.
+	qLotMember      = `UPDATE lots SET member_id = ? WHERE id = ?`
+	qMemberMerged   = `UPDATE members SET status = 'merged', merged_into = ? WHERE id = ?`
+	qRepointMerged  = `UPDATE members SET merged_into = ? WHERE merged_into = ?`
+	qRevokeSessions = `UPDATE member_sessions SET revoked_at = ? WHERE member_id = ? AND revoked_at IS NULL`
 )
 
 var writeQueries = []string{
 	qHead, qIdempotency, qTransactions, qHolds, qMembers, qStores, qEarnedReceipts, qAccounts, qLots,
 	qInsertTxn, qInsertPosting, qAccountDelta, qInsertLot, qLotRemaining, qInsertHold, qHoldStatus,
-	qCancelCounter, qInsertIdem, qSetHead,
+	qCancelCounter, qInsertIdem, qSetHead, qLotMember, qMemberMerged, qRepointMerged, qRevokeSessions,
 }
 
 // Write runs fn in one write transaction and commits when it returns nil.
@@ -406,6 +414,22 @@ func (b *batchTx) apply(ctx context.Context, w *ledger.WriteSet) error {
 	for _, l := range w.LotUpdates {
 		if err := execOne(b.ctx, b.stmt(qLotRemaining), l.Remaining, l.ID); err != nil {
 			return fmt.Errorf("lot %s: %w", l.ID, err)
+		}
+	}
+	for _, l := range w.LotMoves {
+		if err := execOne(b.ctx, b.stmt(qLotMember), l.MemberID, l.ID); err != nil {
+			return fmt.Errorf("lot %s moved to member %s: %w", l.ID, l.MemberID, err)
+		}
+	}
+	for _, m := range w.Merges {
+		if err := execOne(b.ctx, b.stmt(qMemberMerged), m.Into, m.From); err != nil {
+			return fmt.Errorf("member %s merged into %s: %w", m.From, m.Into, err)
+		}
+		if _, err := b.stmt(qRepointMerged).ExecContext(b.ctx, m.Into, m.From); err != nil {
+			return fmt.Errorf("members merged into %s: %w", m.From, err)
+		}
+		if _, err := b.stmt(qRevokeSessions).ExecContext(b.ctx, timeArg(m.At), m.From); err != nil {
+			return fmt.Errorf("sessions of merged member %s: %w", m.From, err)
 		}
 	}
 	for _, h := range w.NewHolds {

@@ -117,7 +117,7 @@ func (db *DB) Profile(ctx context.Context, memberID string) (member.Profile, err
 	row, err := db.queryRow(ctx, `SELECT `+memberCols+`, m.marketing_consent, m.analytics_consent,
 		m.consents_updated_at, m.withdrawn_at FROM members m WHERE m.id = ?`, memberID)
 	if err == nil {
-		err = row.Scan(&p.ID, &p.CardNumber, &phone, &p.Name, &p.Status, &p.AccountID, &created,
+		err = row.Scan(&p.ID, &p.CardNumber, &phone, &p.Name, &p.Status, &p.AccountID, &created, &p.MergedInto,
 			&p.MarketingConsent, &p.AnalyticsConsent, &consents, &withdrawn)
 	}
 	if err := notFound(err, ledger.CodeMemberNotFound, "no member with id %q", memberID); err != nil {
@@ -325,8 +325,12 @@ func (db *DB) History(ctx context.Context, memberID string, f member.HistoryFilt
 	if beforeSeq <= 0 {
 		beforeSeq = math.MaxInt64
 	}
-	where := []string{"member_id = ?", "seq < ?"}
-	args := []any{memberID, beforeSeq}
+	who, arg, err := db.historyOf(ctx, memberID)
+	if err != nil {
+		return nil, err
+	}
+	where := []string{who, "seq < ?"}
+	args := []any{arg, beforeSeq}
 	if len(f.Types) > 0 {
 		where = append(where, "type IN (?"+strings.Repeat(", ?", len(f.Types)-1)+")")
 		for _, t := range f.Types {

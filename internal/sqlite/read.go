@@ -41,9 +41,41 @@ func (db *DB) Member(ctx context.Context, id string) (ledger.Member, error) {
 }
 
 // MemberByCard returns the member with the card number. A withdrawn
-// member's card is disabled: it finds no one.
+// member's card is disabled: it finds no one. A merged member's card finds
+// the member it went into.
 func (db *DB) MemberByCard(ctx context.Context, cardNumber string) (ledger.Member, error) {
-	return db.member(ctx, `m.card_number = ? AND m.status <> 'withdrawn'`, cardNumber, "no member with card number %q")
+	m, err := db.member(ctx, `m.card_number = ? AND m.status <> 'withdrawn'`, cardNumber, "no member with card number %q")
+	if err != nil || m.Status != ledger.StatusMerged || m.MergedInto == "" {
+		return m, err
+	}
+	into, err := db.member(ctx, `m.id = ? AND m.status <> 'withdrawn'`, m.MergedInto, "no member with id %q")
+	if ledger.ErrorCode(err) == ledger.CodeMemberNotFound {
+		return into, ledger.Errorf(ledger.CodeMemberNotFound, "no member with card number %q", cardNumber)
+	}
+	return into, err
+}
+
+// historyOf is the SQL condition and argument that select a member's
+// transactions with those of the members merged into it. A member nothing
+// was merged into (nearly all) keeps the plain condition, which walks the
+// (member_id, seq) index without sorting.
+func (db *DB) historyOf(ctx context.Context, memberID string) (string, any, error) {
+	rows, err := db.query(ctx, `SELECT id FROM members WHERE merged_into = ? AND merged_into <> ''`, memberID)
+	if err != nil {
+		return "", nil, fmt.Errorf("members merged into %s: %w", memberID, err)
+	}
+	merged, err := scanStrings(rows)
+	if err != nil {
+		return "", nil, fmt.Errorf("members merged into %s: %w", memberID, err)
+	}
+	if len(merged) == 0 {
+		return "member_id = ?", memberID, nil
+	}
+	arg, err := jsonArg(append([]string{memberID}, merged...))
+	if err != nil {
+		return "", nil, err
+	}
+	return "member_id IN (SELECT value FROM json_each(?))", arg, nil
 }
 
 // MemberByPhone returns the member with the phone number, found through its
@@ -118,6 +150,7 @@ func (db *DB) Transaction(ctx context.Context, id string) (ledger.Transaction, e
 }
 
 // MemberTransactions lists the member's transactions newest first, with
+// those of the members merged into it (docs/api.md, "Merging members"), with
 // their postings: those below beforeSeq (all when it is 0), at most limit.
 func (db *DB) MemberTransactions(ctx context.Context, memberID string, beforeSeq int64, limit int) ([]ledger.Transaction, error) {
 	if limit <= 0 {
@@ -126,13 +159,17 @@ func (db *DB) MemberTransactions(ctx context.Context, memberID string, beforeSeq
 	if beforeSeq <= 0 {
 		beforeSeq = math.MaxInt64
 	}
+	who, arg, err := db.historyOf(ctx, memberID)
+	if err != nil {
+		return nil, err
+	}
 	rows, err := db.query(ctx, `
 		SELECT `+txnCols+`
 		FROM (SELECT * FROM transactions
-		      WHERE member_id = ? AND seq < ?
+		      WHERE `+who+` AND seq < ?
 		      ORDER BY seq DESC LIMIT ?) AS t
 		LEFT JOIN postings p ON p.txn_id = t.id
-		ORDER BY t.seq DESC, p.account_id`, memberID, beforeSeq, limit)
+		ORDER BY t.seq DESC, p.account_id`, arg, beforeSeq, limit)
 	if err != nil {
 		return nil, fmt.Errorf("member transactions: %w", err)
 	}

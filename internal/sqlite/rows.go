@@ -41,12 +41,12 @@ func scanStoreInfo(s scanner, si *ledger.StoreInfo) error {
 
 // memberCols reads the sealed phone as hex into Member.Phone: every
 // caller of scanMember opens it then (DB.openPhone).
-const memberCols = `m.id, m.card_number, hex(m.phone_enc), m.name, m.status, m.account_id, m.created_at`
+const memberCols = `m.id, m.card_number, hex(m.phone_enc), m.name, m.status, m.account_id, m.created_at, m.merged_into`
 
 func scanMember(s scanner, m *ledger.Member) error {
 	var phone sql.NullString
 	var created sql.NullInt64
-	err := s.Scan(&m.ID, &m.CardNumber, &phone, &m.Name, &m.Status, &m.AccountID, &created)
+	err := s.Scan(&m.ID, &m.CardNumber, &phone, &m.Name, &m.Status, &m.AccountID, &created, &m.MergedInto)
 	m.Phone, m.CreatedAt = phone.String, timeOf(created)
 	return err
 }

@@ -89,6 +89,7 @@ type mStore struct {
 
 type mMember struct {
 	id      string
+	merged  string // the member it was merged into; "" while not merged
 	account int64
 	balance int64
 	held    int64
@@ -198,6 +199,8 @@ func (m *model) do(op ledger.Op, id string) expect {
 		return m.adjust(op, id)
 	case ledger.OpExpireLots:
 		return m.expireLots(op, id)
+	case ledger.OpMerge:
+		return m.merge(op, id)
 	}
 	panic("model: unknown op " + string(op.Kind))
 }
@@ -207,6 +210,9 @@ func (m *model) at(op ledger.Op) (*mMember, *mStore, string) {
 	mem := m.members[op.MemberID]
 	if mem == nil {
 		return nil, nil, ledger.CodeMemberNotFound
+	}
+	if mem.merged != "" {
+		return nil, nil, ledger.CodeMemberMerged
 	}
 	s := m.stores[op.StoreID]
 	if s == nil {
@@ -397,7 +403,11 @@ func (m *model) cancel(op ledger.Op, id string) expect {
 			amountAfter = o.amount
 		}
 	}
+	// A merged member's transaction is refunded on the member it went into.
 	mem := m.members[o.member]
+	for mem.merged != "" {
+		mem = m.members[mem.merged]
+	}
 	x := expect{points: p, member: mem.id, ref: o.id}
 	if o.typ == ledger.TxEarn {
 		// Policy: the points go back even if spent; the balance may go
@@ -425,6 +435,9 @@ func (m *model) adjust(op ledger.Op, id string) expect {
 	if mem == nil {
 		return fail(ledger.CodeMemberNotFound)
 	}
+	if mem.merged != "" {
+		return fail(ledger.CodeMemberMerged)
+	}
 	p := *op.Points
 	if p > 0 {
 		m.credit(mem, p, id, m.now.AddDate(0, 0, ledger.DefaultAdjustmentValidityDays))
@@ -437,6 +450,57 @@ func (m *model) adjust(op ledger.Op, id string) expect {
 	m.accounts[ledger.AccountAdjustments] -= p
 	m.record(&mTxn{id: id, typ: ledger.TxAdjust, member: mem.id, points: p})
 	return expect{typ: ledger.TxAdjust, points: p, member: mem.id}
+}
+
+// merge moves one member into another (docs/api.md, "Merging members"):
+// its whole balance, and its open lots as they are (points, remaining,
+// expiry); a debt of the member merged into is paid from them first, a debt
+// of the merged member is taken from the other's lots. The merged member
+// ends with nothing and is merged; what was merged into it follows it.
+func (m *model) merge(op ledger.Op, id string) expect {
+	if op.MemberID == op.FromMemberID || op.Reason == "" {
+		return fail(ledger.CodeValidation)
+	}
+	into, from := m.members[op.MemberID], m.members[op.FromMemberID]
+	switch {
+	case into == nil || from == nil:
+		return fail(ledger.CodeMemberNotFound)
+	case into.merged != "" || from.merged != "":
+		return fail(ledger.CodeMemberMerged)
+	case from.held > 0:
+		return fail(ledger.CodeMergeRefused)
+	}
+	p := from.balance
+	var kept []*mLot
+	for _, l := range from.lots {
+		if l.remaining > 0 {
+			into.lots = append(into.lots, l)
+		} else {
+			kept = append(kept, l)
+		}
+	}
+	from.lots = kept
+	switch {
+	case p > 0:
+		left := min(max(0, -into.balance), p)
+		for _, l := range sortedLots(into) {
+			n := min(l.remaining, left)
+			l.remaining -= n
+			left -= n
+		}
+		into.balance += p
+	case p < 0:
+		m.debit(into, -p, "")
+	}
+	from.balance = 0
+	from.merged = into.id
+	for _, o := range m.members {
+		if o.merged == from.id {
+			o.merged = into.id
+		}
+	}
+	m.record(&mTxn{id: id, typ: ledger.TxMerge, member: into.id, points: p})
+	return expect{typ: ledger.TxMerge, points: p, member: into.id, ref: from.id}
 }
 
 // expireLots posts what is left of the member's due lots, except what active
@@ -615,10 +679,54 @@ func (mt *modelTest) step() {
 		mt.reuseKey()
 	case x < 17:
 		mt.one(mt.oddOp())
-	case x < 20:
+	case x < 19:
+		mt.one(mt.mergeOp(mt.member(), mt.member()))
+	case x < 22:
 		mt.promise()
 	default:
-		mt.one(mt.opFor(pick(mt.r, mt.mems)))
+		mt.one(mt.opFor(mt.member()))
+	}
+	mt.enoughMembers()
+}
+
+// member picks a member, mostly one that is not merged.
+func (mt *modelTest) member() *mMember {
+	for range 20 {
+		if mem := pick(mt.r, mt.mems); mem.merged == "" || mt.chance(0.1) {
+			return mem
+		}
+	}
+	return pick(mt.r, mt.mems)
+}
+
+// mergeOp merges from into into: mostly two members, sometimes refused
+// (into itself, a merged member, points held, no reason).
+func (mt *modelTest) mergeOp(into, from *mMember) ledger.Op {
+	op := ledger.Op{Kind: ledger.OpMerge, Actor: mt.e.admin, IdempotencyKey: mt.key(), MemberID: into.id, FromMemberID: from.id,
+		Reason: "model merge"}
+	if mt.chance(0.05) {
+		op.Reason = ""
+	}
+	return op
+}
+
+// enoughMembers adds members while fewer than 10 are not merged, so that
+// merges never leave the test with nobody to move points for. Merged
+// members stay in play: what reaches them is refused, and refunds of their
+// transactions reach the member they went into.
+func (mt *modelTest) enoughMembers() {
+	active := 0
+	for _, mem := range mt.mems {
+		if mem.merged == "" {
+			active++
+		}
+	}
+	for ; active < 10; active++ {
+		lm := mt.e.member()
+		mm := &mMember{id: lm.ID, account: lm.AccountID}
+		mt.m.members[lm.ID] = mm
+		mt.mems = append(mt.mems, mm)
+		mt.count["member added"]++
 	}
 }
 
@@ -1166,6 +1274,14 @@ func (mt *modelTest) burst() {
 		case len(ops) > 0 && mt.chance(0.05):
 			op := pick(mt.r, ops)
 			op.Reason += "?" // another request under the same key
+			ops = append(ops, op)
+		case len(members) == 2 && members[0] != members[1] && mt.chance(0.08):
+			// A merge amid the burst: what follows it on the merged member
+			// is refused, refunds of its transactions reach the other. (Not
+			// one the writer refuses before queueing it, which a burst
+			// cannot wait for.)
+			op := mt.mergeOp(members[0], members[1])
+			op.Reason = "model merge in a burst"
 			ops = append(ops, op)
 		default:
 			ops = append(ops, mt.opFor(mem))
