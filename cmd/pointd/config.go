@@ -36,6 +36,7 @@ func envName(flagName string) string {
 var commandOnly = map[string]bool{
 	"apply": true, "fix": true, "receipts": true, "check": true, "json": true, "from": true, "to": true,
 	"store": true, "role": true, "merchant": true, "name": true, "test-drop-every": true, "cleanup": true,
+	"into": true, "reason": true,
 }
 
 // parse applies the environment, then the command line; a bad value in
