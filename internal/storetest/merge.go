@@ -247,13 +247,19 @@ func testMergeRefusals(t *testing.T, e *env) {
 	if le := e.fail(ledger.CodeMemberNotFound, ledger.Op{Kind: ledger.OpMerge, MemberID: "nobody", FromMemberID: b.ID, Reason: "x"}); le.Field != "member_id" {
 		t.Fatalf("an unknown member merged into names %q; want member_id", le.Field)
 	}
+	if got := e.head(); got != head {
+		t.Fatalf("refused merges moved the chain head from %v to %v", head, got)
+	}
 	// Points held: the hold's capture or void belongs to the merged member.
 	h := e.hold(b, w.a1, 20, 600)
+	head = e.head()
 	le = e.fail(ledger.CodeMergeRefused, ledger.Op{Kind: ledger.OpMerge, MemberID: a.ID, FromMemberID: b.ID, Reason: "x"})
 	if !bytes.Contains([]byte(le.Message), []byte("capture or void")) {
 		t.Fatalf("refusal for a hold says %q; want it to say to capture or void it", le.Message)
 	}
-	head = e.head()
+	if got := e.head(); got != head {
+		t.Fatalf("a merge refused for a hold moved the chain head from %v to %v", head, got)
+	}
 	e.do(ledger.Op{Kind: ledger.OpVoid, HoldID: h.Hold.ID})
 	// Points held by the member merged into do not matter.
 	e.hold(a, w.a1, 5, 600)
