@@ -1,6 +1,6 @@
 package main
 
-// The overload mode (--endpoint overload): issue 4's "what must be shown"
+// The overload mode (--endpoint overload): what shows the behaviour under overload
 // for the earn path, with an open-loop load (requests are sent on a
 // schedule, whether or not earlier ones were answered, as a crowd does).
 //

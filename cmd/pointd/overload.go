@@ -17,7 +17,7 @@ import (
 	"github.com/pointd/pointd/internal/ratelimit"
 )
 
-// overloadFlags are pointd serve's flags for overload (issue 4): admission
+// overloadFlags are pointd serve's flags for overload: admission
 // control, rate limits, and the Redis that shares limits between instances.
 type overloadFlags struct {
 	redisURL    string

@@ -40,12 +40,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	alertsFile := fs.String("alerts", "", "alert rules and webhooks, TOML (docs/alerts.example.toml); empty: the built-in rules, no webhooks")
 	verifyEvery := fs.Duration("verify-interval", 0, "audit the whole ledger this often and alert when it is unsound (0: never; it reads the whole ledger)")
 	dropEvery := fs.Int("test-drop-every", 0, "TESTING ONLY: silently lose every Nth ledger write, to prove the audit catches it")
-	// Operators (issue 3).
+	// Operators: how long a checked API key is trusted.
 	keyCacheTTL := fs.Duration("key-cache-ttl", 10*time.Second,
 		"how long an instance trusts a checked API key: the bound within which a revocation or suspension made on another instance takes effect here (1s to 5m)")
-	var mf memberFlags // members' logins (issue 3, member side)
+	var mf memberFlags // members' logins: codes, sessions, limits
 	mf.register(fs)
-	// The read path (issue 4): shared caches, notice caching and badge polling.
+	// The read path: shared caches, notice caching and badge polling.
 	noticeMaxAge := fs.Duration("notice-max-age", 30*time.Second, "Cache-Control max-age of notice answers (what nginx or a CDN may serve without asking)")
 	pollInterval := fs.Duration("badge-poll", time.Minute, "how often member apps are told they may poll badges")
 	var ov overloadFlags // overload.go: admission control, rate limits, Redis

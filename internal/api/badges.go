@@ -10,7 +10,7 @@ import (
 	"github.com/pointd/pointd/internal/ledger"
 )
 
-// Badges (issue 4): "is there anything new for me?", asked by every open
+// Badges: "is there anything new for me?", asked by every open
 // member app every minute or so. The answer comes from memory: the notice
 // board, and the member's cached activity and seen time (loaded once, then
 // invalidated by the writes that change them). A warm badge read does no

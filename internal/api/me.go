@@ -14,7 +14,7 @@ import (
 	"github.com/pointd/pointd/internal/member"
 )
 
-// The member side of the API (issue 3): logging in with a phone number and
+// The member side of the API: logging in with a phone number and
 // a one-time code, the session that follows, and /v1/me, which is always
 // the caller's own member and nobody else's.
 

@@ -16,7 +16,7 @@ import (
 	"github.com/pointd/pointd/internal/notice"
 )
 
-// Notices (issue 4): operators publish; everyone reads, from the in-memory
+// Notices: operators publish; everyone reads, from the in-memory
 // board, with a strong ETag and a public Cache-Control so that nginx or a
 // CDN can answer most reads without reaching pointd at all.
 

@@ -18,7 +18,7 @@ import (
 	"github.com/pointd/pointd/internal/privacy"
 )
 
-// The operators' back office (issue 3): update, list and suspend merchants,
+// The operators' back office: update, list and suspend merchants,
 // stores and members; list, revoke and rotate API keys; read the audit log.
 // Admin keys change; admin and viewer keys read. Every change is written
 // with its audit entry in one database transaction (backoffice.Store).

@@ -17,7 +17,7 @@ import (
 	"github.com/pointd/pointd/internal/ratelimit"
 )
 
-// Overload (issue 4, "Overload is a normal state"): the client's own
+// Overload is a normal state: the client's own
 // deadline, per-key and per-IP rate limits, per-class admission control and
 // the poll interval. The order a request meets them in:
 //

@@ -11,7 +11,7 @@ import (
 	"github.com/pointd/pointd/internal/notice"
 )
 
-// The read path (issue 4, docs/design.md "The read path"): member profiles,
+// The read path (docs/design.md "The read path"): member profiles,
 // balances, stores, merchants and what badges need are read through caches
 // (internal/cache); notices are served from the in-memory board. Every
 // ledger batch invalidates the members it changed before any caller is

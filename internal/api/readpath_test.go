@@ -459,7 +459,7 @@ func TestBadgeRampSpreadsMembers(t *testing.T) {
 	}
 }
 
-// The stampede of issue 4: 10,000 concurrent notice and badge reads right
+// The notice stampede: 10,000 concurrent notice and badge reads right
 // after a publish cost at most one database query per cached item.
 func TestStampedeAfterPublish(t *testing.T) {
 	for _, b := range []backend{onSQLite, onPostgres} {

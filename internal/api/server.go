@@ -180,7 +180,7 @@ func (s *Server) Handler() http.Handler {
 	handle("POST /v1/adjustments", admin, s.adjust)
 	handle("GET /v1/transactions/{id}", read, s.getTransaction)
 
-	// Operators' back office (issue 3): admin changes, admin and viewer read.
+	// Operators' back office: admin changes, admin and viewer read.
 	handle("GET /v1/merchants", office, s.listMerchants)
 	handle("PATCH /v1/merchants/{id}", admin, s.updateMerchant)
 	handle("POST /v1/merchants/{id}/suspend", admin, s.suspendMerchant)
@@ -196,7 +196,7 @@ func (s *Server) Handler() http.Handler {
 	handle("POST /v1/keys/{id}/rotate", admin, s.rotateKey)
 	handle("GET /v1/audit-log", office, s.auditLog)
 
-	// Members' own API (issue 3, member side; me.go): logging in needs no
+	// Members' own API (me.go): logging in needs no
 	// key (a key inside a phone app is no secret), /v1/me* take only a
 	// member's session and always mean that session's member.
 	self := s.authenticate(auth.RoleMember)
@@ -209,7 +209,7 @@ func (s *Server) Handler() http.Handler {
 	handle("GET /v1/me/balance", self, s.getMyBalance)
 	handle("GET /v1/me/transactions", self, s.listMyTransactions)
 
-	// Notices and badges (issue 4, notices.go and badges.go): readable by
+	// Notices and badges (notices.go, badges.go): readable by
 	// every key role and by member sessions; badges by admin and app keys
 	// (member sessions get /v1/me/badges).
 	readers := s.authenticate(auth.RoleAdmin, auth.RoleViewer, auth.RolePOS, auth.RoleApp, auth.RoleMember)

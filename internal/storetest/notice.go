@@ -10,7 +10,7 @@ import (
 )
 
 // RunNotices holds a store to notice.Store: notices, member activity and
-// badge seen times (issue 4). open must return a store that implements it.
+// badge seen times. open must return a store that implements it.
 func RunNotices(t *testing.T, open func(t *testing.T) ledger.Store) {
 	setup := func(t *testing.T) (*env, notice.Store) {
 		e := newEnv(t, open, true)
