@@ -13,6 +13,7 @@ import (
 	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/ledger"
 	"github.com/pointd/pointd/internal/member"
+	"github.com/pointd/pointd/internal/phone"
 	"github.com/pointd/pointd/internal/postgres"
 	"github.com/pointd/pointd/internal/privacy"
 	"github.com/pointd/pointd/internal/sqlite"
@@ -72,6 +73,25 @@ type dbFlags struct {
 	conns   int
 	dataKey string          // --data-key: base64 of 32 bytes
 	phones  *privacy.Phones // set by open when a data key is known
+	numbers phoneRegion     // --phone-region
+	// rekeyed is what re-keying phone numbers to E.164 did when open (or
+	// usePhones) did it now; nil when it had been done before.
+	rekeyed *member.PhoneRekey
+}
+
+// phoneRegion is the --phone-region flag: the region whose national
+// numbers ("010-1234-5678") pointd reads without a country code.
+type phoneRegion struct{ plan phone.Plan }
+
+func (r *phoneRegion) String() string { return r.plan.Region() }
+
+func (r *phoneRegion) Set(v string) error {
+	p, err := phone.NewPlan(v)
+	if err != nil {
+		return err
+	}
+	r.plan = p
+	return nil
 }
 
 func (d *dbFlags) register(fs *flag.FlagSet) {
@@ -80,6 +100,8 @@ func (d *dbFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&d.conns, "db-conns", 8, "PostgreSQL connections (fixed, whatever the load)")
 	fs.StringVar(&d.dataKey, "data-key", "", "key that seals members' phone numbers at rest: base64 of 32 bytes (openssl rand -base64 32); "+
 		"empty: on SQLite, --data/"+privacy.KeyFileName+" (made on first start); on PostgreSQL, required by serve")
+	fs.Var(&d.numbers, "phone-region", "region whose national phone numbers are read without a country code: "+
+		"an ISO 3166-1 two-letter code such as KR, JP or US (numbers with + and a country code are read as written)")
 }
 
 // dataKeyPhones resolves the data key: the flag, else on SQLite the key
@@ -134,6 +156,7 @@ type database interface {
 	PendingMigrations(ctx context.Context) ([]string, error)
 	// UsePhones sets the data key for phone numbers (internal/privacy).
 	UsePhones(ctx context.Context, p *privacy.Phones) error
+	member.PhoneRekeyer
 }
 
 // poolStats reads the connection figures of either store.
@@ -163,20 +186,52 @@ func (d *dbFlags) open(ctx context.Context, migrate bool) (database, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", d.describe(), err)
 	}
-	// With the key, seal what an older schema left in clear; without every
-	// migration applied (pointd migrate --check) the columns may not exist.
 	if phones != nil {
-		pending, err := db.PendingMigrations(ctx)
-		if err == nil && len(pending) == 0 {
-			err = db.UsePhones(ctx, phones)
-		}
-		if err != nil {
-			db.Close()
-			return nil, fmt.Errorf("data key: %w", err)
-		}
 		d.phones = phones
+		if err := d.usePhones(ctx, db); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	return db, nil
+}
+
+// usePhones gives the store the data key and brings the numbers it holds to
+// today's form: it seals what an older schema left in clear and re-keys
+// numbers stored before E.164. Without every migration applied (pointd
+// migrate --check) the columns may not exist, so it waits for them.
+func (d *dbFlags) usePhones(ctx context.Context, db database) error {
+	pending, err := db.PendingMigrations(ctx)
+	if err != nil || len(pending) > 0 {
+		return err
+	}
+	if err := db.UsePhones(ctx, d.phones); err != nil {
+		return fmt.Errorf("data key: %w", err)
+	}
+	rep, err := db.NormalizePhones(ctx, d.numbers.plan.Normalize)
+	if err != nil {
+		return err
+	}
+	if !rep.AlreadyDone {
+		d.rekeyed = &rep
+	}
+	return nil
+}
+
+// reportRekey says what re-keying phone numbers did, when it ran now.
+func (d *dbFlags) reportRekey(w io.Writer) {
+	r := d.rekeyed
+	if r == nil {
+		return
+	}
+	fmt.Fprintf(w, "phone numbers: %d read, %d rewritten in E.164 (region %s)", r.Read, r.Changed, d.numbers.plan.Region())
+	if len(r.Unparsed) > 0 {
+		fmt.Fprintf(w, ", %d kept as they were (not a valid number)", len(r.Unparsed))
+	}
+	if len(r.Duplicates) > 0 {
+		fmt.Fprintf(w, "; %d member(s) share a number with an older member: list them with pointd members duplicates", len(r.Duplicates))
+	}
+	fmt.Fprintln(w)
 }
 
 func (d *dbFlags) connect(ctx context.Context, migrate bool) (database, error) {

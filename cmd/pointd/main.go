@@ -23,6 +23,7 @@ usage:
   pointd verify  [--data DIR | --db URL]
   pointd expire  [--data DIR | --db URL]
   pointd members merge --into A B [--reason R] [--data DIR | --db URL]
+  pointd members duplicates [--json] [--data DIR | --db URL]
   pointd incident --from T1 --to T2 [--store ID] [--json] [--data DIR | --db URL]
   pointd reconcile --receipts FILE.csv [--fix OUT] [--json] | --apply FILE  [--data DIR | --db URL]
   pointd surge   --target URL --admin-key KEY | --spawn "SERVE ARGS" | --spawn-data DIR  [--profile steady|launch|badge] [--duration D] [--rate R] [--fault KIND@T[:D]]… [--report FILE.html]
@@ -62,11 +63,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "expire":
 		err = cmdExpire(ctx, args[1:], stdout, stderr)
 	case "members":
-		if len(args) < 2 || args[1] != "merge" {
-			fmt.Fprint(stderr, membersMergeUsage)
+		switch {
+		case len(args) >= 2 && args[1] == "merge":
+			err = cmdMembersMerge(ctx, args[2:], stdout, stderr)
+		case len(args) >= 2 && args[1] == "duplicates":
+			err = cmdMembersDuplicates(ctx, args[2:], stdout, stderr)
+		default:
+			fmt.Fprint(stderr, membersMergeUsage+membersDuplicatesUsage)
 			return 2
 		}
-		err = cmdMembersMerge(ctx, args[2:], stdout, stderr)
 	case "incident", "reconcile":
 		err = cmdRepair(ctx, args[0], args[1:], stdout, stderr)
 	case "surge":

@@ -86,6 +86,14 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer db.Close()
+	if r := d.rekeyed; r != nil {
+		log.Info("phone numbers re-keyed to E.164", "region", d.numbers.plan.Region(), "read", r.Read, "rewritten", r.Changed,
+			"not_valid_kept", len(r.Unparsed), "duplicates", len(r.Duplicates))
+		if len(r.Duplicates) > 0 {
+			log.Warn("members share a phone number with an older member; nothing was merged: list them with pointd members duplicates",
+				"members", len(r.Duplicates))
+		}
+	}
 
 	if *dropEvery > 0 {
 		log.Warn("TESTING ONLY: this server loses every Nth ledger write", "n", *dropEvery)
@@ -140,12 +148,13 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	mt.Caches(api.CacheNames...)
-	apicfg := api.Config{Mode: m, RequestTimeout: *reqTimeout, LogRequests: *logRequests, DBStats: stats,
+	apicfg := api.Config{Mode: m, Phones: d.numbers.plan, RequestTimeout: *reqTimeout, LogRequests: *logRequests, DBStats: stats,
 		Metrics: mt, MetricsAuth: *metricsAuth, KeyCacheTTL: *keyCacheTTL,
 		Shared: shared, NoticeMaxAge: *noticeMaxAge, BadgePoll: *pollInterval}
 	ov.apply(&apicfg, *queue, *batch, w.PerOp, rdb, mt, log, stdout)
 	srv := api.New(apicfg, db, db, w, log, ready)
 	mcfg := mf.config(m, d.db != "", d.phones, log)
+	mcfg.Numbers = d.numbers.plan
 	srv.UseMembers(member.NewService(mcfg, db, db), db)
 	switch mcfg.Sender.(type) {
 	case nil:

@@ -103,6 +103,12 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	for _, a := range applied {
 		fmt.Fprintln(stdout, "applied "+a)
 	}
+	if d.phones != nil && len(applied) > 0 {
+		if err := d.usePhones(ctx, db); err != nil {
+			return err
+		}
+	}
+	d.reportRekey(stdout)
 	fmt.Fprintf(stdout, "%s: up to date (%d applied now)\n", d.describe(), len(applied))
 	return nil
 }

@@ -22,12 +22,17 @@ import (
 	"github.com/pointd/pointd/internal/member"
 	"github.com/pointd/pointd/internal/metrics"
 	"github.com/pointd/pointd/internal/notice"
+	"github.com/pointd/pointd/internal/phone"
 	"github.com/pointd/pointd/internal/ratelimit"
 )
 
 // Config tunes the HTTP layer.
 type Config struct {
-	Mode           auth.Mode
+	Mode auth.Mode
+	// Phones reads the phone numbers that requests carry (member creation,
+	// lookups, login codes) into E.164; the zero Plan reads national
+	// numbers as Korean ones (phone.DefaultRegion).
+	Phones         phone.Plan
 	RequestTimeout time.Duration // every request's deadline
 	KeyCacheTTL    time.Duration // how long a checked key is trusted without a lookup
 	LogRequests    bool
