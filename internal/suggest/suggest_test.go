@@ -5,7 +5,7 @@ import "testing"
 func TestNearest(t *testing.T) {
 	known := []string{"member_id", "card_number", "store_id", "receipt", "purchase_amount", "points", "reason"}
 	for _, c := range []struct{ in, want string }{
-		{"purchase_amout", "purchase_amount"}, // a letter left out
+		{"purchase_amout", "purchase_amount"},  // a letter left out
 		{"purchase_amuont", "purchase_amount"}, // two swapped
 		{"recipt", "receipt"},
 		{"memberid", "member_id"},
