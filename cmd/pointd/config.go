@@ -146,27 +146,18 @@ func accepted(v flag.Value, s string, err error) string {
 	case bool:
 		return "must be true or false"
 	case int, int64:
-		return "must be a whole number, e.g. " + exampleOf(v, "10")
+		return "must be a whole number"
 	case uint, uint64:
-		return "must be a whole number, 0 or more, e.g. " + exampleOf(v, "1")
+		return "must be a whole number, 0 or more"
 	case float64:
-		return "must be a number, e.g. " + exampleOf(v, "100")
+		return "must be a number, e.g. 100 or 2.5"
 	case time.Duration:
 		if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
 			return fmt.Sprintf("a duration needs a unit: %ss, %sms or %sm", s, s, s)
 		}
-		return "must be a duration with a unit, e.g. " + exampleOf(v, "10s") + " (ms, s, m, h)"
+		return "must be a duration with a unit, e.g. 10s, 500ms or 2m"
 	}
 	return err.Error()
-}
-
-// exampleOf is the flag's default as an example, or fallback when the
-// default is zero (which often means "off" and makes a poor example).
-func exampleOf(v flag.Value, fallback string) string {
-	if d := v.String(); d != "" && d != "0" && d != "0s" {
-		return d
-	}
-	return fallback
 }
 
 func (fs *flagSet) wrap() {
@@ -320,7 +311,7 @@ func (d *dbFlags) validate() error {
 	}
 	if d.dataKey != "" {
 		if _, err := privacy.ParseKey(d.dataKey); err != nil {
-			return d.fs.bad("data-key", "%v (make one with: openssl rand -base64 32)", err)
+			return d.fs.bad("data-key", "%v", err)
 		}
 	}
 	if d.db == "" {

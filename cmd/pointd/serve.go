@@ -88,6 +88,18 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := mf.validate(); err != nil {
 		return err
 	}
+	if err := d.validate(); err != nil {
+		return err
+	}
+	// The alert rules are read before anything opens: a mistake in them
+	// is a mistake in the configuration.
+	var af alert.File
+	if *alertsFile != "" {
+		var err error
+		if af, err = alert.LoadFile(*alertsFile); err != nil {
+			return fs.bad("alerts", "%v", err)
+		}
+	}
 	if d.db != "" && d.dataKey == "" {
 		return fmt.Errorf("--data-key (or POINTD_DATA_KEY) is required with PostgreSQL: every instance must seal and find phone numbers with the same key; make one with: openssl rand -base64 32")
 	}
@@ -164,13 +176,6 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		log.Warn("member login codes are written to this log (no --otp-webhook): fine for trying pointd, not for real members")
 	case noSender:
 		log.Warn("member login codes are sent nowhere: this live server on PostgreSQL has no --otp-webhook (and no --otp-log-codes)")
-	}
-	var af alert.File
-	if *alertsFile != "" {
-		if af, err = alert.LoadFile(*alertsFile); err != nil {
-			w.Close()
-			return fs.bad("alerts", "%v", err)
-		}
 	}
 	acfg := alert.Config{File: af, Logger: log}
 	ocfg := ops.Config{CheckAdminKey: ops.AdminKeys(db, m), Title: string(m), Logger: log}
