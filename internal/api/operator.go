@@ -649,7 +649,7 @@ func (s *Server) auditLog(w http.ResponseWriter, r *http.Request) {
 	f := backoffice.AuditFilter{TargetID: q.Get("target"), ActorKeyID: q.Get("actor"), Limit: defaultPageSize}
 	for field, v := range map[string]string{"target": f.TargetID, "actor": f.ActorKeyID} {
 		if len(v) > 64 || !printableASCII(v) && v != "" {
-			writeProblem(w, r, ledger.Invalid(field, "is an id: at most 64 printable ASCII characters"))
+			writeProblem(w, r, ledger.Invalid(field, "is an id: 1 to 64 printable ASCII characters, no spaces"))
 			return
 		}
 	}
