@@ -181,7 +181,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	root.Handle("/ops/", dash.Handler())
 	root.Handle("/", srv.Handler())
 	hs := &http.Server{
-		Handler:           root,
+		Handler:           api.CloseFramedTwice(root),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       *reqTimeout + 5*time.Second,
 		WriteTimeout:      *reqTimeout + 5*time.Second,
