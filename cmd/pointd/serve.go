@@ -161,7 +161,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	acfg := alert.Config{File: af, Logger: log}
-	ocfg := ops.Config{CheckAdminKey: ops.AdminKeys(db, m), Title: string(m), Logger: log}
+	ocfg := ops.Config{CheckKey: ops.Keys(db, m), Title: string(m), Logger: log}
 	if mt != nil { // a nil *Registry must not hide inside the interfaces
 		acfg.Gatherer, acfg.Registerer = mt.Registry(), mt.Registry()
 		ocfg.Gatherer = mt.Registry()

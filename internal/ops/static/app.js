@@ -311,7 +311,9 @@
     if (!r.ok) throw new Error("history: " + r.status);
     const h = await r.json();
     meta = h;
-    $("title").textContent = h.title || "";
+    $("title").textContent = (h.title || "") + (h.access === "read-only" ? " · read-only" : "");
+    // a viewer's key: the page offers no action (elements marked admin-only)
+    document.body.classList.toggle("read-only", h.access === "read-only");
     samples = [];
     lastSeq = 0;
     (h.samples || []).forEach(push);
