@@ -187,7 +187,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		log.Warn("member login codes are sent nowhere: this live server on PostgreSQL has no --otp-webhook (and no --otp-log-codes)")
 	}
 	acfg := alert.Config{File: af, Logger: log}
-	ocfg := ops.Config{CheckAdminKey: ops.AdminKeys(db, m), Title: string(m), Logger: log}
+	ocfg := ops.Config{CheckKey: ops.Keys(db, m), Title: string(m), Logger: log}
 	if mt != nil { // a nil *Registry must not hide inside the interfaces
 		acfg.Gatherer, acfg.Registerer = mt.Registry(), mt.Registry()
 		ocfg.Gatherer = mt.Registry()
@@ -207,7 +207,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	root.Handle("/ops/", dash.Handler())
 	root.Handle("/", srv.Handler())
 	hs := &http.Server{
-		Handler:           root,
+		Handler:           api.CloseFramedTwice(root),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       *reqTimeout + 5*time.Second,
 		WriteTimeout:      *reqTimeout + 5*time.Second,

@@ -236,13 +236,13 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("GET /metrics", guard(s.metrics.Handler()))
 	}
 	handle("GET /debug/pprof/", admin, pprof.Index)
-	handle("GET /debug/pprof/cmdline", admin, pprof.Cmdline)
+	handle("GET /debug/pprof/cmdline", admin, cmdline)
 	handle("GET /debug/pprof/profile", admin, pprof.Profile)
 	handle("GET /debug/pprof/symbol", admin, pprof.Symbol)
 	handle("POST /debug/pprof/symbol", admin, pprof.Symbol)
 	handle("GET /debug/pprof/trace", admin, pprof.Trace)
 
-	return s.withBasics(s.limitIP(problemRouting(mux)))
+	return closeFramedTwice(s.withBasics(s.limitIP(problemRouting(mux))))
 }
 
 // loopbackOnly lets through requests from this machine's loopback addresses
