@@ -381,9 +381,9 @@ func (s *Server) authenticateSession(w http.ResponseWriter, r *http.Request, tok
 	now := s.members.Now()
 	e, ok := s.sessions.get(h)
 	if !ok {
-		v, err, _ := s.keyFlight.Do("session\x00"+h, func() (any, error) {
+		v, err := sharedLoad(r.Context(), &s.keyFlight, "session\x00"+h, func(lctx context.Context) (any, error) {
 			gen := s.sessions.begin()
-			sess, err := s.members.Authenticate(context.WithoutCancel(r.Context()), token)
+			sess, err := s.members.Authenticate(lctx, token)
 			var e cachedSession
 			switch {
 			case err == nil:

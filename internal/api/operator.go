@@ -70,7 +70,11 @@ func (s *Server) appendAudit(r *http.Request, e *backoffice.Entry) {
 	if s.office == nil {
 		return
 	}
-	if err := s.office.AppendAudit(context.WithoutCancel(r.Context()), *e); err != nil {
+	// Detached so that a caller leaving does not lose the entry, bounded so
+	// that a database that does not answer does not hold the answer.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), sharedLoadTimeout)
+	defer cancel()
+	if err := s.office.AppendAudit(ctx, *e); err != nil {
 		logger(r).Error("audit entry not written", "err", err, "action", e.Action, "target", e.TargetID)
 	}
 }

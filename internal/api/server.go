@@ -83,6 +83,7 @@ type DBStats struct {
 // Server serves the API.
 type Server struct {
 	cfg       Config
+	classify  func(error) error // the store's ledger.ErrorClassifier; nil without one
 	store     ledger.Store
 	keyStore  auth.KeyStore
 	writer    *ledger.Writer
@@ -139,6 +140,13 @@ func New(cfg Config, store ledger.Store, keys auth.KeyStore, writer *ledger.Writ
 	// the log) stand until UseMembers configures the service.
 	if ms, ok := store.(member.Store); ok {
 		s.members, s.memberStore = member.NewService(member.Config{Mode: cfg.Mode, Log: log}, ms, store), ms
+	}
+	// A database outage must be told from a bug wherever a store's error
+	// reaches the caller (writeError).
+	if c, ok := store.(ledger.ErrorClassifier); ok {
+		s.classify = c.ClassifyError
+	} else if c, ok := keys.(ledger.ErrorClassifier); ok {
+		s.classify = c.ClassifyError
 	}
 	s.initReadPath()
 	return s
@@ -307,8 +315,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := s.ready(ctx); err != nil {
+			// The probe is a database read: whatever it failed with, the
+			// database does not serve, and a load balancer should send the
+			// traffic elsewhere until it does.
 			logger(r).Warn("not ready", "err", err)
-			writeProblem(w, r, &ledger.Error{Code: ledger.CodeUnavailable, Message: "the database is not reachable", RetryAfter: 1})
+			writeProblem(w, r, &ledger.Error{Code: ledger.CodeDatabaseUnavailable, Message: "the database is not reachable", RetryAfter: ledger.DatabaseRetryAfter})
 			return
 		}
 	}
