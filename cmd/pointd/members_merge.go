@@ -49,7 +49,7 @@ func cmdMembersMerge(ctx context.Context, args []string, stdout, stderr io.Write
 		fs.Usage()
 		return errors.New("--into A is required: the id of the member that stays")
 	}
-	db, err := d.open(ctx, true)
+	db, err := d.open(ctx, useExisting)
 	if err != nil {
 		return err
 	}

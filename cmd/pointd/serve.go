@@ -27,7 +27,6 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var d dbFlags
 	d.register(fs)
 	addr := fs.String("addr", "127.0.0.1:7070", "address to listen on")
-	mode := fs.String("mode", "live", "server mode: live or test; keys of the other mode are refused")
 	queue := fs.Int("write-queue", 4096, "ledger operations that may wait for the writer; more are refused with 503")
 	batch := fs.Int("batch-max", 256, "ledger operations per database transaction at most")
 	linger := fs.Duration("batch-linger", 0, "how long the writer waits for a batch to fill (0: takes what is queued)")
@@ -56,10 +55,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := ov.validate(); err != nil {
 		return err
 	}
-	m := auth.Mode(*mode)
-	if m != auth.ModeLive && m != auth.ModeTest {
-		return fmt.Errorf("--mode must be live or test, got %q", *mode)
+	if err := d.validate(); err != nil {
+		return err
 	}
+	m := auth.Mode(d.mode) // keys of the other mode are refused, and a database of the other mode
 	if *queue < 1 || *batch < 1 || *batch > 10_000 {
 		return fmt.Errorf("--write-queue must be positive and --batch-max from 1 to 10000")
 	}
@@ -81,7 +80,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	db, err := d.open(ctx, true)
+	db, err := d.open(ctx, create)
 	if err != nil {
 		return err
 	}

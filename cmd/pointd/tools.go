@@ -17,17 +17,16 @@ func cmdKeysCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	var d dbFlags
 	d.register(fs)
 	role := fs.String("role", "admin", "admin, viewer (reads everything, changes nothing), pos or app")
-	mode := fs.String("mode", "live", "live or test: must match the server's --mode")
 	merchant := fs.String("merchant", "", "merchant id (pos keys)")
 	store := fs.String("store", "", "store id (optional, confines a pos key to one store)")
 	name := fs.String("name", "", "a label for the key")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	m := auth.Mode(*mode)
-	if m != auth.ModeLive && m != auth.ModeTest {
-		return fmt.Errorf("--mode must be live or test, got %q", *mode)
+	if err := d.validate(); err != nil {
+		return err
 	}
+	m := auth.Mode(d.mode)
 	r := auth.Role(*role)
 	switch {
 	case (r == auth.RoleAdmin || r == auth.RoleViewer || r == auth.RoleApp) && (*merchant != "" || *store != ""):
@@ -39,7 +38,7 @@ func cmdKeysCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	case r != auth.RoleAdmin && r != auth.RoleViewer && r != auth.RolePOS && r != auth.RoleApp:
 		return fmt.Errorf("--role must be admin, viewer, pos or app, got %q", *role)
 	}
-	db, err := d.open(ctx, true)
+	db, err := d.open(ctx, useExisting)
 	if err != nil {
 		return err
 	}
@@ -76,7 +75,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	db, err := d.open(ctx, false)
+	db, err := d.open(ctx, asIs)
 	if err != nil {
 		return err
 	}
@@ -100,6 +99,10 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	// A database this command created takes its --mode.
+	if err := d.checkMode(ctx, db, true); err != nil {
+		return err
+	}
 	for _, a := range applied {
 		fmt.Fprintln(stdout, "applied "+a)
 	}
@@ -115,7 +118,7 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	db, err := d.open(ctx, false)
+	db, err := d.open(ctx, readExisting)
 	if err != nil {
 		return err
 	}
@@ -158,7 +161,7 @@ func cmdExpire(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	db, err := d.open(ctx, true)
+	db, err := d.open(ctx, useExisting)
 	if err != nil {
 		return err
 	}

@@ -166,6 +166,12 @@ func (db *DB) UpdateProfile(ctx context.Context, memberID string, u member.Profi
 // Withdraw erases a member's personal data and revokes their sessions.
 func (db *DB) Withdraw(ctx context.Context, memberID string, at time.Time) error {
 	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		// The login codes asked for the number carry its lookup hash.
+		if _, err := tx.Exec(ctx, `
+			DELETE FROM member_otps WHERE phone_hash = (SELECT phone_hash FROM members WHERE id = $1 AND status <> 'withdrawn')`,
+			memberID); err != nil {
+			return fmt.Errorf("withdraw member: %w", err)
+		}
 		tag, err := tx.Exec(ctx, `
 			UPDATE members SET phone = NULL, phone_enc = NULL, phone_hash = NULL, name = '',
 				marketing_consent = false, analytics_consent = false, status = 'withdrawn', withdrawn_at = $1

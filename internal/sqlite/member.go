@@ -181,7 +181,13 @@ func boolPtrArg(p *bool) any {
 
 // Withdraw erases a member's personal data and revokes their sessions.
 func (db *DB) Withdraw(ctx context.Context, memberID string, at time.Time) error {
-	return db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		// The login codes asked for the number carry its lookup hash.
+		if _, err := tx.ExecContext(ctx, `
+			DELETE FROM member_otps WHERE phone_hash = (SELECT phone_hash FROM members WHERE id = ? AND status <> 'withdrawn')`,
+			memberID); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `
 			UPDATE members SET phone = NULL, phone_enc = NULL, phone_hash = NULL, name = '',
 				marketing_consent = 0, analytics_consent = 0, status = 'withdrawn', withdrawn_at = ?
@@ -196,6 +202,11 @@ func (db *DB) Withdraw(ctx context.Context, memberID string, at time.Time) error
 			timeArg(at), memberID)
 		return err
 	})
+	if err != nil {
+		return err
+	}
+	db.eraseWAL(ctx) // erase.go
+	return nil
 }
 
 // CreateOTP stores a login code's hash.
