@@ -261,10 +261,12 @@ func (fs *flagSet) parseArgs(args []string) error {
 
 // dbFlags are the flags that choose the database.
 type dbFlags struct {
+	command string // the command's name, for messages
 	data    string
 	db      string
 	conns   int
 	dataKey string          // --data-key: base64 of 32 bytes
+	mode    string          // --mode: live or test, checked against the database's own
 	phones  *privacy.Phones // set by open when a data key is known
 	numbers phoneRegion     // --phone-region
 	// rekeyed is what re-keying phone numbers to E.164 did when open (or
@@ -290,6 +292,7 @@ func (r *phoneRegion) Set(v string) error {
 
 func (d *dbFlags) register(fs *flagSet) {
 	d.fs = fs
+	d.command = strings.TrimPrefix(fs.Name(), "pointd ")
 	fs.StringVar(&d.data, "data", "pointd-data", "folder of the embedded SQLite database (used unless --db is set)")
 	fs.StringVar(&d.db, "db", "", "PostgreSQL URL, e.g. postgres://user@host:5432/db; empty: SQLite in --data")
 	fs.IntVar(&d.conns, "db-conns", 8, "PostgreSQL connections (fixed, whatever the load)")
@@ -297,6 +300,8 @@ func (d *dbFlags) register(fs *flagSet) {
 		"empty: on SQLite, --data/"+privacy.KeyFileName+" (made on first start); on PostgreSQL, required by serve")
 	fs.Var(&d.numbers, "phone-region", "region whose national phone numbers are read without a country code: "+
 		"an ISO 3166-1 two-letter code such as KR, JP or US (numbers with + and a country code are read as written)")
+	fs.StringVar(&d.mode, "mode", "live", "live or test: the database records the mode it was created in, "+
+		"and a server or command of the other mode refuses to open it")
 }
 
 // dataKeyPhones resolves the data key: the flag, else on SQLite the key
@@ -325,6 +330,9 @@ func (d *dbFlags) dataKeyPhones() (*privacy.Phones, error) {
 }
 
 func (d *dbFlags) validate() error {
+	if m := auth.Mode(d.mode); m != auth.ModeLive && m != auth.ModeTest {
+		return d.fs.bad("mode", "must be live or test")
+	}
 	if d.db != "" && !strings.HasPrefix(d.db, "postgres://") && !strings.HasPrefix(d.db, "postgresql://") {
 		return d.fs.bad("db", "must be a postgres:// URL, e.g. postgres://user@host:5432/db (empty: SQLite in --data)")
 	}
@@ -362,6 +370,12 @@ type database interface {
 	member.Store
 	Migrate(ctx context.Context) ([]string, error)
 	PendingMigrations(ctx context.Context) ([]string, error)
+	// HasLedger reports whether the database holds a pointd ledger at all.
+	HasLedger(ctx context.Context) (bool, error)
+	// Mode is the mode recorded in the database ("" if none yet); ClaimMode
+	// records one unless there is one already and returns the recorded mode.
+	Mode(ctx context.Context) (string, error)
+	ClaimMode(ctx context.Context, mode string) (string, error)
 	// UsePhones sets the data key for phone numbers (internal/privacy).
 	UsePhones(ctx context.Context, p *privacy.Phones) error
 	member.PhoneRekeyer
@@ -380,39 +394,106 @@ func poolStats(db database) (inUse, max int) {
 	return 0, 0
 }
 
-// open opens the chosen database; migrate says whether to apply pending
-// migrations first.
-func (d *dbFlags) open(ctx context.Context, migrate bool) (database, error) {
+// How a command opens the database.
+type openHow int
+
+const (
+	// useExisting refuses a folder or schema that holds no pointd ledger,
+	// creating nothing; pending migrations of an existing ledger are applied.
+	useExisting openHow = iota
+	// readExisting is useExisting without applying migrations (pointd verify).
+	readExisting
+	// create makes the ledger when there is none and applies every pending
+	// migration (pointd serve).
+	create
+	// asIs opens or creates the database and changes no schema (pointd
+	// migrate, which migrates or only reports by itself).
+	asIs
+)
+
+// open opens the chosen database and refuses one recorded in the other
+// mode; a command that migrates records --mode in a database that has none
+// yet.
+func (d *dbFlags) open(ctx context.Context, how openHow) (database, error) {
 	if err := d.validate(); err != nil {
 		return nil, err
+	}
+	existing := how == useExisting || how == readExisting
+	if existing && d.db == "" {
+		// Before anything is made: not the folder, not the key file.
+		ok, err := sqlite.Exists(d.data)
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", d.describe(), err)
+		}
+		if !ok {
+			return nil, d.noLedger()
+		}
 	}
 	phones, err := d.dataKeyPhones()
 	if err != nil {
 		return nil, err
 	}
-	db, err := d.connect(ctx, migrate)
+	db, err := d.connect(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", d.describe(), err)
 	}
-	if phones != nil {
-		d.phones = phones
-		if err := d.usePhones(ctx, db); err != nil {
-			db.Close()
-			return nil, err
-		}
+	if err := d.prepare(ctx, db, how, phones); err != nil {
+		db.Close()
+		return nil, err
 	}
 	return db, nil
 }
 
-// usePhones gives the store the data key and brings the numbers it holds to
-// today's form: it seals what an older schema left in clear and re-keys
-// numbers stored before E.164. Without every migration applied (pointd
-// migrate --check) the columns may not exist, so it waits for them.
-func (d *dbFlags) usePhones(ctx context.Context, db database) error {
-	pending, err := db.PendingMigrations(ctx)
-	if err != nil || len(pending) > 0 {
+func (d *dbFlags) prepare(ctx context.Context, db database, how openHow, phones *privacy.Phones) error {
+	if how == useExisting || how == readExisting {
+		ok, err := db.HasLedger(ctx)
+		if err != nil {
+			return fmt.Errorf("open %s: %w", d.describe(), err)
+		}
+		if !ok {
+			return d.noLedger()
+		}
+	}
+	// The other mode's database is refused before anything in it changes,
+	// its schema included.
+	if err := d.checkMode(ctx, db, false); err != nil {
 		return err
 	}
+	migrates := how == useExisting || how == create
+	if migrates {
+		if _, err := db.Migrate(ctx); err != nil {
+			return fmt.Errorf("open %s: %w", d.describe(), err)
+		}
+	}
+	// Without every migration applied (pointd migrate --check, verify of an
+	// older schema) the columns and the mode record may not exist yet.
+	pending, err := db.PendingMigrations(ctx)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", d.describe(), err)
+	}
+	if migrates && len(pending) == 0 {
+		if err := d.checkMode(ctx, db, true); err != nil {
+			return err
+		}
+	}
+	// With the key, seal what an older schema left in clear and re-key
+	// numbers stored before E.164.
+	if phones != nil {
+		d.phones = phones
+		if len(pending) == 0 {
+			if err := d.usePhones(ctx, db); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// usePhones gives the store the data key and brings the numbers it holds to
+// today's form: it seals what an older schema left in clear and re-keys
+// numbers stored before E.164, once (the store records that it did). Every
+// migration must have been applied: the columns may not exist before.
+func (d *dbFlags) usePhones(ctx context.Context, db database) error {
 	if err := db.UsePhones(ctx, d.phones); err != nil {
 		return fmt.Errorf("data key: %w", err)
 	}
@@ -442,17 +523,51 @@ func (d *dbFlags) reportRekey(w io.Writer) {
 	fmt.Fprintln(w)
 }
 
-func (d *dbFlags) connect(ctx context.Context, migrate bool) (database, error) {
+// checkMode refuses a database recorded in the other mode; claim records
+// --mode in a database that has no mode yet (a new one, or one made before
+// databases recorded their mode).
+func (d *dbFlags) checkMode(ctx context.Context, db database, claim bool) error {
+	recorded, err := db.Mode(ctx)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", d.describe(), err)
+	}
+	if recorded == "" && claim {
+		if recorded, err = db.ClaimMode(ctx, d.mode); err != nil {
+			return fmt.Errorf("open %s: %w", d.describe(), err)
+		}
+	}
+	if recorded != "" && recorded != d.mode {
+		return fmt.Errorf("this database was created for mode %s; pointd %s runs in mode %s: %s opens only with --mode %s "+
+			"(a test server must never see live members, nor a live one test data); "+
+			"run with --mode %s, or give a database of mode %s with %s",
+			recorded, d.command, d.mode, d.describe(), recorded, recorded, d.mode, d.where())
+	}
+	return nil
+}
+
+// where is the flag that names the database.
+func (d *dbFlags) where() string {
+	if d.db != "" {
+		return "--db"
+	}
+	return "--data"
+}
+
+// noLedger is the refusal of a command that needs a ledger where there is none.
+func (d *dbFlags) noLedger() error {
+	given := "--data " + d.data
+	if d.db != "" {
+		given = "--db " + redactURL(d.db)
+	}
+	return fmt.Errorf("no pointd ledger in %s (%s): run `pointd serve` or `pointd migrate` on it first, which create one; "+
+		"pointd %s created nothing", d.describe(), given, d.command)
+}
+
+func (d *dbFlags) connect(ctx context.Context) (database, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if d.db != "" {
-		if migrate {
-			return postgres.Open(ctx, d.db, d.conns)
-		}
 		return postgres.OpenNoMigrate(ctx, d.db, d.conns)
-	}
-	if migrate {
-		return sqlite.Open(ctx, d.data)
 	}
 	return sqlite.OpenNoMigrate(ctx, d.data)
 }

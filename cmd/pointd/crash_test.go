@@ -240,9 +240,13 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// adminKey runs `pointd keys create --role admin`; the key is the last line.
+// adminKey runs `pointd migrate` (keys create makes no ledger) and `pointd
+// keys create --role admin`; the key is the last line.
 func (s *serverProc) adminKey() string {
 	s.t.Helper()
+	if out, err := exec.Command(s.bin, append([]string{"migrate"}, s.dbArgs...)...).CombinedOutput(); err != nil {
+		s.t.Fatalf("pointd migrate: %v\n%s", err, out)
+	}
 	args := append([]string{"keys", "create", "--role", "admin"}, s.dbArgs...)
 	out, err := exec.Command(s.bin, args...).CombinedOutput()
 	if err != nil {

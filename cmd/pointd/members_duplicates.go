@@ -54,7 +54,7 @@ func cmdMembersDuplicates(ctx context.Context, args []string, stdout, stderr io.
 	if d.db != "" && d.dataKey == "" {
 		return errors.New("--data-key (or POINTD_DATA_KEY) is required with PostgreSQL: the phone numbers are sealed with it")
 	}
-	db, err := d.open(ctx, false)
+	db, err := d.open(ctx, readExisting)
 	if err != nil {
 		return err
 	}

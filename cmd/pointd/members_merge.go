@@ -52,7 +52,7 @@ func cmdMembersMerge(ctx context.Context, args []string, stdout, stderr io.Write
 	if strings.TrimSpace(*reason) == "" {
 		return fs.bad("reason", "must say why the two are one person")
 	}
-	db, err := d.open(ctx, true)
+	db, err := d.open(ctx, useExisting)
 	if err != nil {
 		return err
 	}

@@ -169,7 +169,7 @@ func reconcileApply(ctx context.Context, d *dbFlags, file string, stdout, stderr
 	for _, l := range edited {
 		fmt.Fprintf(stdout, "line %d was edited after reconcile wrote it: it is applied under the key of its new content\n", l)
 	}
-	db, err := d.open(ctx, true)
+	db, err := d.open(ctx, useExisting)
 	if err != nil {
 		return failed(stderr, fmt.Errorf("open %s: %w", d.describe(), err))
 	}
@@ -227,7 +227,7 @@ func writeNew(path string, cs []repair.Correction) error {
 // openRepair opens the database to read it, without migrating it (like
 // verify); it says so when the indexes of time windows are not there yet.
 func openRepair(ctx context.Context, d *dbFlags, stderr io.Writer) (repair.Source, func(), error) {
-	db, err := d.open(ctx, false)
+	db, err := d.open(ctx, readExisting)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open %s: %w", d.describe(), err)
 	}

@@ -28,7 +28,6 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var d dbFlags
 	d.register(fs)
 	addr := fs.String("addr", "127.0.0.1:7070", "address to listen on")
-	mode := fs.String("mode", "live", "server mode: live or test; keys of the other mode are refused")
 	queue := fs.Int("write-queue", 4096, "ledger operations that may wait for the writer; more are refused with 503")
 	batch := fs.Int("batch-max", 256, "ledger operations per database transaction at most")
 	linger := fs.Duration("batch-linger", 0, "how long the writer waits for a batch to fill (0: takes what is queued)")
@@ -57,10 +56,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := ov.validate(); err != nil {
 		return err
 	}
-	m := auth.Mode(*mode)
+	m := auth.Mode(d.mode) // keys of the other mode are refused, and a database of the other mode
 	switch {
-	case m != auth.ModeLive && m != auth.ModeTest:
-		return fs.bad("mode", "must be live or test")
 	case *queue < 1 || *queue > 1_000_000:
 		return fs.bad("write-queue", "must be from 1 to 1000000")
 	case *batch < 1 || *batch > 10_000:
@@ -109,7 +106,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	db, err := d.open(ctx, true)
+	db, err := d.open(ctx, create)
 	if err != nil {
 		return err
 	}

@@ -18,17 +18,16 @@ func cmdKeysCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	var d dbFlags
 	d.register(fs)
 	role := fs.String("role", "admin", "admin, viewer (reads everything, changes nothing), pos (a merchant's terminals, needs --merchant) or app (a member app's backend, needs --name)")
-	mode := fs.String("mode", "live", "live or test: must match the server's --mode")
 	merchant := fs.String("merchant", "", "merchant id (pos keys)")
 	store := fs.String("store", "", "store id (optional, confines a pos key to one store)")
 	name := fs.String("name", "", "a label for the key")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	m := auth.Mode(*mode)
-	if m != auth.ModeLive && m != auth.ModeTest {
-		return fs.bad("mode", "must be live or test")
+	if err := d.validate(); err != nil {
+		return err
 	}
+	m := auth.Mode(d.mode)
 	r := auth.Role(*role)
 	switch {
 	case !slices.Contains(keyRoles, r):
@@ -42,7 +41,7 @@ func cmdKeysCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	case r == auth.RolePOS && *merchant == "":
 		return fmt.Errorf("a pos key needs --merchant")
 	}
-	db, err := d.open(ctx, true)
+	db, err := d.open(ctx, useExisting)
 	if err != nil {
 		return err
 	}
@@ -99,7 +98,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	db, err := d.open(ctx, false)
+	db, err := d.open(ctx, asIs)
 	if err != nil {
 		return err
 	}
@@ -123,6 +122,10 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	// A database this command created takes its --mode.
+	if err := d.checkMode(ctx, db, true); err != nil {
+		return err
+	}
 	for _, a := range applied {
 		fmt.Fprintln(stdout, "applied "+a)
 	}
@@ -144,7 +147,7 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	db, err := d.open(ctx, false)
+	db, err := d.open(ctx, readExisting)
 	if err != nil {
 		return err
 	}
@@ -187,7 +190,7 @@ func cmdExpire(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	db, err := d.open(ctx, true)
+	db, err := d.open(ctx, useExisting)
 	if err != nil {
 		return err
 	}

@@ -174,6 +174,13 @@ func (db *DB) Withdraw(ctx context.Context, memberID string, at time.Time) error
 		if err != nil {
 			return fmt.Errorf("withdraw member: %w", err)
 		}
+		// The login codes asked for the number carry its lookup hash.
+		if hash != nil {
+			_, err = tx.Exec(ctx, `DELETE FROM member_otps WHERE phone_hash = $1`, hash)
+		}
+		if err != nil {
+			return fmt.Errorf("withdraw member: %w", err)
+		}
 		if _, err := tx.Exec(ctx, `
 			UPDATE members SET phone = NULL, phone_enc = NULL, phone_hash = NULL, phone_dup_hash = NULL, name = '',
 				marketing_consent = false, analytics_consent = false, status = 'withdrawn', withdrawn_at = $1

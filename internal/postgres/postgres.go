@@ -8,7 +8,8 @@
 //
 // The SQL stays within what distributed engines that speak the PostgreSQL
 // protocol support: row locks (SELECT … FOR UPDATE), array parameters and
-// unnest, no advisory locks and no LISTEN.
+// unnest, no LISTEN, and one advisory lock only around migrations
+// (meta.go).
 package postgres
 
 import (
@@ -162,9 +163,10 @@ func (db *DB) Exec(ctx context.Context, query string, args ...any) error {
 }
 
 // Migrate applies the pending migrations and returns the names of those it
-// applied. Instances starting together on a fresh database may race to
-// apply the same migration: the loser's attempt fails and rolls back, and it
-// tries again, finding the migration applied.
+// applied. Instances starting together wait for each other's migrations
+// (schemaLocker). Where the engine ignores advisory locks, two may still
+// race to apply the same migration: the loser's attempt fails and rolls
+// back, and it tries again, finding the migration applied.
 func (db *DB) Migrate(ctx context.Context) (applied []string, err error) {
 	err = db.withProvider(func(p *goose.Provider) error {
 		const attempts = 3
@@ -229,7 +231,8 @@ func (db *DB) PendingMigrations(ctx context.Context) ([]string, error) {
 }
 
 // withProvider runs fn with a goose provider over the pool's connections, so
-// the version table goes where search_path says.
+// the version table goes where search_path says; Up and Down hold the
+// migration lock.
 func (db *DB) withProvider(fn func(*goose.Provider) error) error {
 	fsys, err := fs.Sub(migrationFiles, "migrations")
 	if err != nil {
@@ -237,7 +240,8 @@ func (db *DB) withProvider(fn func(*goose.Provider) error) error {
 	}
 	sqlDB := stdlib.OpenDBFromPool(db.pool)
 	defer sqlDB.Close() // leaves the pool open
-	p, err := goose.NewProvider(goose.DialectPostgres, sqlDB, fsys, goose.WithDisableGlobalRegistry(true))
+	p, err := goose.NewProvider(goose.DialectPostgres, sqlDB, fsys, goose.WithDisableGlobalRegistry(true),
+		goose.WithSessionLocker(schemaLocker{}))
 	if err != nil {
 		return err
 	}

@@ -136,14 +136,15 @@ func LoadOrCreateKeyFile(dir string) (key []byte, created bool, err error) {
 	if _, err := rand.Read(k); err != nil {
 		return nil, false, err
 	}
-	// O_EXCL: two processes starting at once must not write two keys.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return LoadOrCreateKeyFile(dir)
-	}
+	// Written whole to a file of its own, then linked into place: a second
+	// process starting at once must neither write another key nor read a
+	// key file that is still empty. Link fails when the name exists.
+	f, err := os.CreateTemp(dir, KeyFileName+".new-*")
 	if err != nil {
 		return nil, false, err
 	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
 	if _, err := f.WriteString(base64.StdEncoding.EncodeToString(k) + "\n"); err != nil {
 		f.Close()
 		return nil, false, err
@@ -152,7 +153,15 @@ func LoadOrCreateKeyFile(dir string) (key []byte, created bool, err error) {
 		f.Close()
 		return nil, false, err
 	}
-	return k, true, f.Close()
+	if err := f.Close(); err != nil {
+		return nil, false, err
+	}
+	if err := os.Link(tmp, path); errors.Is(err, os.ErrExist) {
+		return LoadOrCreateKeyFile(dir)
+	} else if err != nil {
+		return nil, false, err
+	}
+	return k, true, nil
 }
 
 var (

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,10 +33,13 @@ const (
 
 // checkpointer runs PASSIVE checkpoints on a reader connection after commits.
 type checkpointer struct {
-	db   *sql.DB // the reader pool
-	kick chan struct{}
-	stop chan struct{}
-	done chan struct{}
+	db *sql.DB // the reader pool
+	// truncate asks for TRUNCATE checkpoints until one completes: an
+	// erasure's old pages are still in the WAL (erase.go).
+	truncate atomic.Bool
+	kick     chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
 }
 
 func startCheckpointer(pool *sql.DB) *checkpointer {
@@ -70,9 +74,16 @@ func (c *checkpointer) loop() {
 		}
 		last = time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		// A failure (say, the file is busy with another process's
-		// checkpoint) only means this checkpoint is left for the next one.
-		_, _ = c.db.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`)
+		if c.truncate.Swap(false) {
+			if ok, _ := truncateWAL(ctx, c.db); !ok {
+				c.truncate.Store(true)
+				c.committed() // again after checkpointEvery
+			}
+		} else {
+			// A failure (say, the file is busy with another process's
+			// checkpoint) only means this checkpoint is left for the next one.
+			_, _ = c.db.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`)
+		}
 		cancel()
 	}
 }

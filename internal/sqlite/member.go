@@ -181,11 +181,18 @@ func boolPtrArg(p *bool) any {
 
 // Withdraw erases a member's personal data and revokes their sessions.
 func (db *DB) Withdraw(ctx context.Context, memberID string, at time.Time) error {
-	return db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
 		var hash []byte
 		err := tx.QueryRowContext(ctx, `SELECT phone_hash FROM members WHERE id = ? AND status <> 'withdrawn'`, memberID).Scan(&hash)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ledger.Errorf(ledger.CodeMemberNotFound, "no member with id %q", memberID)
+		}
+		if err != nil {
+			return err
+		}
+		// The login codes asked for the number carry its lookup hash.
+		if hash != nil {
+			_, err = tx.ExecContext(ctx, `DELETE FROM member_otps WHERE phone_hash = ?`, hash)
 		}
 		if err != nil {
 			return err
@@ -210,6 +217,11 @@ func (db *DB) Withdraw(ctx context.Context, memberID string, at time.Time) error
 			timeArg(at), memberID)
 		return err
 	})
+	if err != nil {
+		return err
+	}
+	db.eraseWAL(ctx) // erase.go
+	return nil
 }
 
 // CreateOTP stores a login code's hash.

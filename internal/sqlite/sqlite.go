@@ -111,6 +111,11 @@ func OpenNoMigrate(ctx context.Context, dir string) (*DB, error) {
 	wq := cloneValues(common)
 	wq.Add("_pragma", "journal_mode(WAL)")
 	wq.Add("_pragma", "synchronous(FULL)")
+	// Deleted and overwritten content is zeroed, in table and index pages
+	// and in pages put on the free list, so that an erased member's name
+	// and phone survive nowhere in the file (erase.go). The ledger appends
+	// and updates rows in place; what this costs is the writes of freed pages.
+	wq.Add("_pragma", "secure_delete(1)")
 	wq.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", writerAutoCheckpoint)) // checkpoint.go
 	wq.Set("_txlock", "immediate")
 	if db.w, err = sql.Open("sqlite", dsn(file, wq)); err != nil {
@@ -144,7 +149,8 @@ func OpenNoMigrate(ctx context.Context, dir string) (*DB, error) {
 		return nil, fmt.Errorf("sqlite: migrations: %w", err)
 	}
 	db.migrations, err = goose.NewProvider(goose.DialectSQLite3, db.w, sub,
-		goose.WithDisableGlobalRegistry(true), goose.WithLogger(goose.NopLogger()))
+		goose.WithDisableGlobalRegistry(true), goose.WithLogger(goose.NopLogger()),
+		goose.WithLocker(&dirLocker{dir: filepath.Dir(file)})) // migratelock.go
 	if err != nil {
 		db.closePools()
 		return nil, fmt.Errorf("sqlite: migrations: %w", err)

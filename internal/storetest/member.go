@@ -10,6 +10,7 @@ import (
 
 	"github.com/pointd/pointd/internal/ledger"
 	"github.com/pointd/pointd/internal/member"
+	"github.com/pointd/pointd/internal/privacy"
 )
 
 // RunMember holds a store to member.Store: login codes, sessions, profiles,
@@ -220,8 +221,21 @@ func testWithdraw(t *testing.T, s ledger.Store, ms member.Store) {
 		return b
 	}
 	before := balance(m.ID)
+	// Login codes asked for a number carry its lookup hash: the member's go
+	// with the withdrawal, another member's stay.
+	mine, theirs := privacy.ProcessPhones().Index(m.Phone), privacy.ProcessPhones().Index(other.Phone)
+	for i, h := range [][]byte{mine, mine, theirs} {
+		must(t, ms.CreateOTP(ctx, member.OTP{ID: fmt.Sprint("w", i), PhoneHash: h, CodeHash: []byte{byte(i)},
+			CreatedAt: mt0, ExpiresAt: mt0.Add(5 * time.Minute)}))
+	}
 
 	must(t, ms.Withdraw(ctx, m.ID, mt0.Add(time.Minute)))
+	if _, err := ms.LatestOTP(ctx, mine); err != member.ErrNoOTP {
+		t.Errorf("a login code of the withdrawn number is still there: %v", err)
+	}
+	if o, err := ms.LatestOTP(ctx, theirs); err != nil || o.ID != "w2" {
+		t.Errorf("another member's login code: %+v, %v", o, err)
+	}
 	p, err := ms.Profile(ctx, m.ID)
 	if err != nil || p.Phone != "" || p.Name != "" || p.Status != member.StatusWithdrawn || p.MarketingConsent ||
 		p.WithdrawnAt == nil || !p.WithdrawnAt.Equal(mt0.Add(time.Minute)) || p.CardNumber != m.CardNumber {

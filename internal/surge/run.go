@@ -74,8 +74,8 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) (*Result, er
 			srv.setDB(dsn)
 		}
 		if cfg.AdminKey == "" {
-			// Migrations first: keys create applies them too.
-			if cfg.AdminKey, err = srv.adminKey(ctx, flagValue(cfg.Spawn, "mode")); err != nil {
+			// Before the server starts: the key is there when it is ready.
+			if cfg.AdminKey, err = srv.adminKey(ctx); err != nil {
 				return nil, err
 			}
 		}

@@ -19,6 +19,7 @@ type server struct {
 	bin    string
 	args   []string // serve arguments without --addr
 	dbArgs []string // --data DIR or --db URL, for keys create and verify
+	mode   string   // the serve arguments' --mode: the tools must run in it too
 	addr   string
 	logDir string
 	starts int
@@ -47,6 +48,7 @@ func newServer(bin string, serveArgs []string, logDir string) (*server, error) {
 		rest = append(rest, a)
 	}
 	s.args = rest
+	s.mode = flagValue(rest, "mode")
 	if db := flagValue(rest, "db"); db != "" {
 		s.dbArgs = []string{"--db", db}
 	} else if d := flagValue(rest, "data"); d != "" {
@@ -81,17 +83,20 @@ func (s *server) setDB(url string) {
 
 func (s *server) tool(ctx context.Context, args ...string) (string, error) {
 	full := append(append([]string{}, args...), s.dbArgs...)
+	if s.mode != "" {
+		full = append(full, "--mode", s.mode)
+	}
 	out, err := exec.CommandContext(ctx, s.bin, full...).CombinedOutput()
 	return string(out), err
 }
 
-// adminKey creates an admin key on the server's database.
-func (s *server) adminKey(ctx context.Context, mode string) (string, error) {
-	args := []string{"keys", "create", "--role", "admin", "--name", "surge"}
-	if mode != "" {
-		args = append(args, "--mode", mode)
+// adminKey creates an admin key on the server's database, creating the
+// database first when there is none (keys create refuses to make one).
+func (s *server) adminKey(ctx context.Context) (string, error) {
+	if out, err := s.tool(ctx, "migrate"); err != nil {
+		return "", fmt.Errorf("pointd migrate: %v\n%s", err, out)
 	}
-	out, err := s.tool(ctx, args...)
+	out, err := s.tool(ctx, "keys", "create", "--role", "admin", "--name", "surge")
 	if err != nil {
 		return "", fmt.Errorf("pointd keys create: %v\n%s", err, out)
 	}
