@@ -168,7 +168,7 @@ func (s *Server) storeOf(r *http.Request, storeID string) string {
 // 201 with the committed transaction, or the original answer on a replay.
 func (s *Server) submit(w http.ResponseWriter, r *http.Request, op ledger.Op, memberID, card string, then ...func(*http.Request, ledger.Result)) {
 	k := caller(r)
-	op.Actor = ledger.Actor{KeyID: k.ID}
+	op.Actor = ledger.Actor{KeyID: k.IdempotencyScope()}
 	if k.Role != auth.RoleAdmin {
 		op.Actor.MerchantID, op.Actor.StoreID = k.MerchantID, k.StoreID
 	}

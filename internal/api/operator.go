@@ -56,11 +56,11 @@ func auditEntry(r *http.Request, action, targetType, targetID string) *backoffic
 		Action: action, TargetType: targetType, TargetID: targetID}
 }
 
-// auditID derives an audit entry's id from the request's key and
+// auditID derives an audit entry's id from the request's idempotency scope and
 // Idempotency-Key, like the ids of created rows: a retried request writes
 // its entry once, and fills it in if the first attempt stopped before it.
 func auditID(r *http.Request, kind string) string {
-	return uuid.NewSHA1(idNamespace, []byte(caller(r).ID+"\x00audit:"+kind+"\x00"+r.Header.Get(headerIdempotencyKey))).String()
+	return uuid.NewSHA1(idNamespace, []byte(caller(r).IdempotencyScope()+"\x00audit:"+kind+"\x00"+r.Header.Get(headerIdempotencyKey))).String()
 }
 
 // appendAudit writes an entry that could not share its change's
@@ -601,6 +601,7 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) {
 		nk.ID, nk.CreatedAt = derivedID(r, "key"), now
 		nk.Role, nk.MerchantID, nk.StoreID, nk.Name = k.Role, k.MerchantID, k.StoreID, k.Name
 		nk.RateLimitPerSecond, nk.RateLimitBurst = k.RateLimitPerSecond, k.RateLimitBurst
+		nk.Lineage = k.Root() // the new key answers the old one's retries
 		e := auditEntry(r, backoffice.ActionKeyRotate, backoffice.TargetKey, k.ID)
 		e.Before = backoffice.KeyFields(*k)
 		if k.ExpiresAt.IsZero() || end.Before(k.ExpiresAt) {

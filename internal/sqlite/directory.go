@@ -98,10 +98,10 @@ func (db *DB) CreateKey(ctx context.Context, k auth.Key) error {
 func insertKey(ctx context.Context, tx *sql.Tx, k auth.Key) error {
 	_, err := tx.ExecContext(ctx, `
 		INSERT INTO api_keys (id, prefix, hash, role, mode, merchant_id, store_id, name, created_at, revoked_at, expires_at,
-			rate_limit_per_second, rate_limit_burst)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			rate_limit_per_second, rate_limit_burst, lineage)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		k.ID, k.Prefix, k.Hash, string(k.Role), string(k.Mode), k.MerchantID, k.StoreID, k.Name,
-		timeArg(k.CreatedAt), timeArg(k.RevokedAt), timeArg(k.ExpiresAt), k.RateLimitPerSecond, k.RateLimitBurst)
+		timeArg(k.CreatedAt), timeArg(k.RevokedAt), timeArg(k.ExpiresAt), k.RateLimitPerSecond, k.RateLimitBurst, k.Lineage)
 	return err
 }
 

@@ -127,13 +127,13 @@ func scanIdem(s scanner, r *ledger.IdemRecord) error {
 }
 
 const keyCols = `k.id, k.prefix, k.hash, k.role, k.mode, k.merchant_id, k.store_id, k.name, k.created_at, k.revoked_at,
-	k.expires_at, k.last_used_at, k.rate_limit_per_second, k.rate_limit_burst`
+	k.expires_at, k.last_used_at, k.rate_limit_per_second, k.rate_limit_burst, k.lineage`
 
 func scanKey(s scanner, k *auth.Key) error {
 	var role, mode string
 	var created, revoked, expires, used sql.NullInt64
 	err := s.Scan(&k.ID, &k.Prefix, &k.Hash, &role, &mode, &k.MerchantID, &k.StoreID, &k.Name, &created, &revoked,
-		&expires, &used, &k.RateLimitPerSecond, &k.RateLimitBurst)
+		&expires, &used, &k.RateLimitPerSecond, &k.RateLimitBurst, &k.Lineage)
 	k.Role, k.Mode, k.CreatedAt, k.RevokedAt = auth.Role(role), auth.Mode(mode), timeOf(created), timeOf(revoked)
 	k.ExpiresAt, k.LastUsedAt = timeOf(expires), timeOf(used)
 	return err
