@@ -45,8 +45,7 @@ func testIdempotencySurvivesKeyRotation(t *testing.T, b backend) {
 	}
 	// Leave no hold behind for the audit to weigh.
 	defer func() {
-		var o opResponse
-		o = want[opResponse](t, calls[2].first, http.StatusCreated)
+		o := want[opResponse](t, calls[2].first, http.StatusCreated)
 		want[opResponse](t, h.post("/v1/holds/"+o.Hold.ID+"/void", w.posA, h.idem(), nil), http.StatusCreated)
 	}()
 
