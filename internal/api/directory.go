@@ -15,13 +15,14 @@ import (
 )
 
 // Directory creates (merchants, stores, members, keys) are idempotent by
-// construction: the new row's id is derived from the caller's key and its
+// construction: the new row's id is derived from the caller's idempotency
+// scope (what owns its key: auth.Key.IdempotencyScope) and its
 // Idempotency-Key, so a retry finds the row it made the first time, and two
 // racing retries cannot both insert it.
 var idNamespace = uuid.MustParse("8c5a3c1e-5f0e-4c0e-9a57-8a4f3b3f2d10")
 
 func derivedID(r *http.Request, kind string) string {
-	return uuid.NewSHA1(idNamespace, []byte(caller(r).ID+"\x00"+kind+"\x00"+r.Header.Get(headerIdempotencyKey))).String()
+	return uuid.NewSHA1(idNamespace, []byte(caller(r).IdempotencyScope()+"\x00"+kind+"\x00"+r.Header.Get(headerIdempotencyKey))).String()
 }
 
 // createOnce runs create unless a row with id exists; if one does, same

@@ -131,19 +131,35 @@ func TestIdempotency(t *testing.T) {
 		}
 	})
 
-	t.Run("the same key from another API key is another request", func(t *testing.T) {
+	t.Run("the same key from another merchant's or another operator's key is another request", func(t *testing.T) {
+		h := h.at(t)
+		key := h.idem()
+		before := h.balance(w.member.ID).Balance
+		a := want[opResponse](t, h.post("/v1/earns", w.posA, key, map[string]any{"member_id": w.member.ID, "store_id": w.storeA, "receipt": h.receipt(), "purchase_amount": 1000}), http.StatusCreated)
+		b := want[opResponse](t, h.post("/v1/earns", w.posB, key, map[string]any{"member_id": w.member.ID, "store_id": w.storeB, "receipt": h.receipt(), "purchase_amount": 1000}), http.StatusCreated)
+		c := want[opResponse](t, h.post("/v1/adjustments", h.admin, key, map[string]any{"member_id": w.member.ID, "points": 1, "reason": "test"}), http.StatusCreated)
+		if a.ID == b.ID || a.ID == c.ID {
+			t.Errorf("two callers' keys met in one transaction %s", a.ID)
+		}
+		if got := h.balance(w.member.ID).Balance; got != before+15+10+1 {
+			t.Errorf("balance %d, want %d", got, before+26)
+		}
+	})
+
+	t.Run("the same key from another POS key of the same merchant is the same request", func(t *testing.T) {
 		h := h.at(t)
 		key := h.idem()
 		other := h.createPOSKey(w.merchantA, "")
-		before := h.balance(w.member.ID).Balance
-		a := want[opResponse](t, h.post("/v1/earns", w.posA, key, map[string]any{"member_id": w.member.ID, "store_id": w.storeA, "receipt": h.receipt(), "purchase_amount": 1000}), http.StatusCreated)
-		b := want[opResponse](t, h.post("/v1/earns", other, key, map[string]any{"member_id": w.member.ID, "store_id": w.storeA, "receipt": h.receipt(), "purchase_amount": 1000}), http.StatusCreated)
-		if a.ID == b.ID {
-			t.Errorf("two callers' keys met in one transaction %s", a.ID)
+		body := map[string]any{"member_id": w.member.ID, "store_id": w.storeA, "receipt": h.receipt(), "purchase_amount": 1000}
+		first := h.post("/v1/earns", w.posA, key, body)
+		want[opResponse](t, first, http.StatusCreated)
+		before := h.snap(w.member.ID)
+		if again := h.post("/v1/earns", other, key, body); again.header.Get(headerReplayed) != "true" || !bytes.Equal(again.body, first.body) {
+			t.Errorf("the merchant's other key: %s, want the first answer replayed", again)
 		}
-		if got := h.balance(w.member.ID).Balance; got != before+30 {
-			t.Errorf("balance %d, want %d", got, before+30)
-		}
+		problem(t, h.post("/v1/earns", other, key, map[string]any{"member_id": w.member.ID, "store_id": w.storeA, "receipt": h.receipt(), "purchase_amount": 1000}),
+			http.StatusUnprocessableEntity, ledger.CodeIdempotencyReused, "-")
+		h.unchanged(before, w.member.ID)
 	})
 
 	t.Run("a receipt earns once, whatever the Idempotency-Key", func(t *testing.T) {

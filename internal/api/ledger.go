@@ -18,6 +18,9 @@ type earnRequest struct {
 	Receipt        string `json:"receipt"`
 	PurchaseAmount *int64 `json:"purchase_amount"`
 	Points         *int64 `json:"points"`
+	// Reason is required with Points, and only then: it goes into the
+	// audit entry such an earn writes.
+	Reason string `json:"reason"`
 }
 
 type redeemRequest struct {
@@ -62,7 +65,26 @@ func (s *Server) earn(w http.ResponseWriter, r *http.Request) {
 	}
 	op := ledger.Op{Kind: ledger.OpEarn, StoreID: s.storeOf(r, req.StoreID), Receipt: req.Receipt,
 		PurchaseAmount: req.PurchaseAmount, Points: req.Points}
-	s.submit(w, r, op, req.MemberID, req.CardNumber)
+	if req.Points == nil || *req.Points < 0 || *req.Points > ledger.MaxPoints {
+		// Without points (or with points the ledger refuses as such) a
+		// reason has nothing to explain.
+		if req.Points == nil && req.Reason != "" {
+			writeProblem(w, r, ledger.Invalid("reason", "goes only with points: an earn by the merchant's rate needs none"))
+			return
+		}
+		s.submit(w, r, op, req.MemberID, req.CardNumber)
+		return
+	}
+	// Explicit points are an adjustment in all but name: said why, and
+	// audited like one.
+	if strings.TrimSpace(req.Reason) == "" || len(req.Reason) > 500 || checkText("reason", req.Reason) != nil {
+		writeProblem(w, r, ledger.Invalid("reason", "is required with points: why this earn does not follow the merchant's rate (at most 500 bytes, no control characters)"))
+		return
+	}
+	op.Reason = req.Reason
+	s.submit(w, r, op, req.MemberID, req.CardNumber, func(r *http.Request, res ledger.Result) {
+		s.auditExplicitEarn(r, res, req.Reason)
+	})
 }
 
 func (s *Server) redeem(w http.ResponseWriter, r *http.Request) {
@@ -168,7 +190,7 @@ func (s *Server) storeOf(r *http.Request, storeID string) string {
 // 201 with the committed transaction, or the original answer on a replay.
 func (s *Server) submit(w http.ResponseWriter, r *http.Request, op ledger.Op, memberID, card string, then ...func(*http.Request, ledger.Result)) {
 	k := caller(r)
-	op.Actor = ledger.Actor{KeyID: k.ID}
+	op.Actor = ledger.Actor{KeyID: k.IdempotencyScope()}
 	if k.Role != auth.RoleAdmin {
 		op.Actor.MerchantID, op.Actor.StoreID = k.MerchantID, k.StoreID
 	}

@@ -438,6 +438,7 @@ func TestClassOfEveryRoute(t *testing.T) {
 		"POST /v1/stores/{id}/reactivate":    admission.DBRead,
 		"POST /v1/members/{id}/suspend":      admission.DBRead,
 		"POST /v1/members/{id}/reactivate":   admission.DBRead,
+		"POST /v1/members/{id}/merge":        admission.LedgerWrite,
 		"GET /v1/keys":                       admission.DBRead,
 		"POST /v1/keys/{id}/revoke":          admission.DBRead,
 		"POST /v1/keys/{id}/rotate":          admission.DBRead,

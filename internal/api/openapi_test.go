@@ -304,6 +304,7 @@ const (
 	exMerchant = "0193a0c4-1f2e-7a3b-8c4d-5e6f7a8b9c01"
 	exStore    = "0193a0c4-2a3b-7c4d-9e5f-6a7b8c9d0e02"
 	exMember   = "0193a0c4-3b4c-7d5e-8f6a-7b8c9d0e1f03"
+	exMerged   = "0193a0c4-3b4c-7d5e-8f6a-7b8c9d0e1f04" // a second member, merged into exMember
 	exEarn     = "0193a0d1-4c5d-7e6f-9a7b-8c9d0e1f2a04" // an earn of 25 000 at merchant A's rate
 	exHold1    = "0193a0d2-5d6e-7f7a-8b8c-9d0e1f2a3b05" // an active hold of 100 points
 	exHold2    = "0193a0d2-6e7f-7a8b-9c9d-0e1f2a3b4c06" // an active hold of 50 points
@@ -497,7 +498,9 @@ func TestOpenAPIExamplesAgainstTheHandlers(t *testing.T) {
 	published := want[notice.Notice](t, h.post("/v1/notices", h.admin, h.idem(), map[string]any{
 		"title": "Double points this weekend", "body": "Earn twice the points.", "pinned": true,
 		"image_url": "https://cdn.example.com/notices/double.png", "ramp_seconds": 1200}), http.StatusCreated)
-	sub := strings.NewReplacer(exMerchant, w.merchantA, exStore, w.storeA, exMember, w.member.ID,
+	merged := h.createMember(fmt.Sprintf("+1555%07d", h.seq.Add(1)), "Ada L.")
+	h.earn(h.admin, w.storeA, merged.ID, 2_500)
+	sub := strings.NewReplacer(exMerchant, w.merchantA, exStore, w.storeA, exMember, w.member.ID, exMerged, merged.ID,
 		exEarn, earned.ID, exHold1, hold(100), exHold2, hold(50), exHold3, hold(30),
 		exCard, w.member.CardNumber, exPhone, w.member.Phone, exNotice, published.ID,
 		exKey, want[keyResponse](t, h.post("/v1/keys", h.admin, h.idem(), map[string]any{"role": "viewer", "name": "examples"}), http.StatusCreated).ID)

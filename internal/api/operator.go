@@ -56,11 +56,11 @@ func auditEntry(r *http.Request, action, targetType, targetID string) *backoffic
 		Action: action, TargetType: targetType, TargetID: targetID}
 }
 
-// auditID derives an audit entry's id from the request's key and
+// auditID derives an audit entry's id from the request's idempotency scope and
 // Idempotency-Key, like the ids of created rows: a retried request writes
 // its entry once, and fills it in if the first attempt stopped before it.
 func auditID(r *http.Request, kind string) string {
-	return uuid.NewSHA1(idNamespace, []byte(caller(r).ID+"\x00audit:"+kind+"\x00"+r.Header.Get(headerIdempotencyKey))).String()
+	return uuid.NewSHA1(idNamespace, []byte(caller(r).IdempotencyScope()+"\x00audit:"+kind+"\x00"+r.Header.Get(headerIdempotencyKey))).String()
 }
 
 // appendAudit writes an entry that could not share its change's
@@ -158,6 +158,7 @@ type merchantPatch struct {
 	Name              *string `json:"name"`
 	EarnRateBP        *int64  `json:"earn_rate_bp"`
 	PointValidityDays *int    `json:"point_validity_days"`
+	MaxExplicitPoints *int64  `json:"max_explicit_points"`
 }
 
 func (s *Server) updateMerchant(w http.ResponseWriter, r *http.Request) {
@@ -171,8 +172,11 @@ func (s *Server) updateMerchant(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
-	case req.Name == nil && req.EarnRateBP == nil && req.PointValidityDays == nil:
-		writeProblem(w, r, ledger.Invalid("name", "give at least one of name, earn_rate_bp, point_validity_days"))
+	case req.Name == nil && req.EarnRateBP == nil && req.PointValidityDays == nil && req.MaxExplicitPoints == nil:
+		writeProblem(w, r, ledger.Invalid("name", "give at least one of name, earn_rate_bp, point_validity_days, max_explicit_points"))
+		return
+	case req.MaxExplicitPoints != nil && (*req.MaxExplicitPoints < 0 || *req.MaxExplicitPoints > ledger.MaxPoints):
+		writeProblem(w, r, ledger.Invalid("max_explicit_points", "must be from 0 (earns follow the rate only) to %d", ledger.MaxPoints))
 		return
 	case req.Name != nil && checkName("name", *req.Name) != nil:
 		writeProblem(w, r, checkName("name", *req.Name))
@@ -196,6 +200,9 @@ func (s *Server) updateMerchant(w http.ResponseWriter, r *http.Request) {
 		}
 		if req.PointValidityDays != nil {
 			m.PointValidityDays = *req.PointValidityDays
+		}
+		if req.MaxExplicitPoints != nil {
+			m.MaxExplicitPoints = *req.MaxExplicitPoints
 		}
 		after := backoffice.MerchantFields(*m)
 		if string(after) == string(before) {
@@ -605,6 +612,7 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) {
 		nk.ID, nk.CreatedAt = derivedID(r, "key"), now
 		nk.Role, nk.MerchantID, nk.StoreID, nk.Name = k.Role, k.MerchantID, k.StoreID, k.Name
 		nk.RateLimitPerSecond, nk.RateLimitBurst = k.RateLimitPerSecond, k.RateLimitBurst
+		nk.Lineage = k.Root() // the new key answers the old one's retries
 		e := auditEntry(r, backoffice.ActionKeyRotate, backoffice.TargetKey, k.ID)
 		e.Before = backoffice.KeyFields(*k)
 		if k.ExpiresAt.IsZero() || end.Before(k.ExpiresAt) {
@@ -715,6 +723,28 @@ func (s *Server) auditKeyCreate(r *http.Request, k auth.Key) {
 }
 
 // auditAdjustment records an adjustment, linked to its ledger transaction.
+// auditExplicitEarn records an earn with explicit points against its member,
+// linked to its transaction; like an adjustment's, the entry follows the
+// commit and a retry writes it if it is missing.
+func (s *Server) auditExplicitEarn(r *http.Request, res ledger.Result, reason string) {
+	var t struct {
+		ID             string `json:"id"`
+		MemberID       string `json:"member_id"`
+		StoreID        string `json:"store_id"`
+		Receipt        string `json:"receipt"`
+		PurchaseAmount int64  `json:"purchase_amount"`
+		Points         int64  `json:"points"`
+	}
+	if err := json.Unmarshal(res.Body, &t); err != nil || t.ID == "" {
+		logger(r).Error("audit entry of an earn with explicit points: unreadable answer", "err", err)
+		return
+	}
+	e := auditEntry(r, backoffice.ActionExplicitEarn, backoffice.TargetMember, t.MemberID)
+	e.ID, e.TxnID, e.Reason = auditID(r, "explicit-earn"), t.ID, reason
+	e.After = backoffice.ExplicitEarnFields(t.StoreID, t.Receipt, t.PurchaseAmount, t.Points)
+	s.appendAudit(r, e)
+}
+
 // The ledger's writer commits the adjustment in its batch; the entry follows
 // it, and a retry (answered as a replay) writes it if it is missing.
 func (s *Server) auditAdjustment(r *http.Request, res ledger.Result) {

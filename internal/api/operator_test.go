@@ -130,6 +130,7 @@ func TestRolesAndOwnership(t *testing.T) {
 		{"GET", "/v1/members/" + w.member.ID + "/lots", nil, shared, false},
 		{"POST", "/v1/members/" + w.member.ID + "/suspend", map[string]any{"reason": "x"}, adminOnly, true},
 		{"POST", "/v1/members/" + w.member.ID + "/reactivate", map[string]any{}, adminOnly, true},
+		{"POST", "/v1/members/" + w.member.ID + "/merge", map[string]any{"from_member_id": earned.MemberID, "reason": "x"}, adminOnly, true},
 		{"POST", "/v1/keys", map[string]any{"role": "admin"}, adminOnly, true},
 		{"GET", "/v1/keys", nil, office, false},
 		{"POST", "/v1/keys/" + anyKey + "/revoke", map[string]any{}, adminOnly, true},

@@ -102,6 +102,7 @@ func classOf(pattern string) admission.Class {
 var ledgerWrites = map[string]bool{
 	"/v1/earns": true, "/v1/redemptions": true, "/v1/holds": true, "/v1/holds/{id}/capture": true,
 	"/v1/holds/{id}/void": true, "/v1/cancellations": true, "/v1/adjustments": true,
+	"/v1/members/{id}/merge": true,
 }
 
 // admit wraps the handler of pattern, inside authentication: the caller's

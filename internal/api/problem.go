@@ -61,6 +61,7 @@ var statusOf = map[string]int{
 	ledger.CodeStoreSuspended:      http.StatusUnprocessableEntity,
 	ledger.CodeMemberMerged:        http.StatusUnprocessableEntity,
 	ledger.CodeMergeRefused:        http.StatusUnprocessableEntity,
+	ledger.CodeExplicitPoints:      http.StatusUnprocessableEntity,
 	codeRateLimited:                http.StatusTooManyRequests,
 	ledger.CodeInternal:            http.StatusInternalServerError,
 	ledger.CodeOverloaded:          http.StatusServiceUnavailable,

@@ -204,6 +204,7 @@ func (s *Server) Handler() http.Handler {
 	handle("POST /v1/stores/{id}/reactivate", admin, s.reactivateStore)
 	handle("POST /v1/members/{id}/suspend", admin, s.suspendMember)
 	handle("POST /v1/members/{id}/reactivate", admin, s.reactivateMember)
+	handle("POST /v1/members/{id}/merge", admin, s.mergeMember)
 	handle("GET /v1/keys", office, s.listKeys)
 	handle("POST /v1/keys/{id}/revoke", admin, s.revokeKey)
 	handle("POST /v1/keys/{id}/rotate", admin, s.rotateKey)

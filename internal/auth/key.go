@@ -57,6 +57,36 @@ type Key struct {
 	// RateLimitBurst is how many requests the key may send at once; 0: one
 	// second's worth.
 	RateLimitBurst int
+	// Lineage is, on a key made by a rotation, the id of the first key of
+	// its chain of rotations (the key that was created, not rotated); ""
+	// on that first key itself. A rotation hands the new key the old key's
+	// idempotency scope through it.
+	Lineage string
+}
+
+// IdempotencyScope is what owns the key's idempotency records and the ids
+// derived from its requests. A POS key's are its merchant's and store's:
+// the terminals of one till share them, and a rotated or replaced key
+// finds them. Any other key's are the operator's behind it: the first key
+// of its rotation chain, so that a retry under the rotated key replays
+// instead of executing again.
+func (k Key) IdempotencyScope() string {
+	switch {
+	case k.Role == RolePOS:
+		return "pos:" + k.MerchantID + "/" + k.StoreID
+	case k.Lineage != "":
+		return k.Lineage
+	}
+	return k.ID
+}
+
+// Root is the first key of k's rotation chain: what a rotation of k
+// records as the new key's Lineage.
+func (k Key) Root() string {
+	if k.Lineage != "" {
+		return k.Lineage
+	}
+	return k.ID
 }
 
 // Usable reports whether the key may authenticate a request at now: not

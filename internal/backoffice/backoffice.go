@@ -45,6 +45,7 @@ const (
 	ActionMemberSuspend      = "member.suspend"
 	ActionMemberReactivate   = "member.reactivate"
 	ActionMemberMerge        = "member.merge"
+	ActionExplicitEarn       = "earn.explicit_points"
 	ActionKeyCreate          = "key.create"
 	ActionKeyRevoke          = "key.revoke"
 	ActionKeyRotate          = "key.rotate"

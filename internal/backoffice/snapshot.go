@@ -21,7 +21,8 @@ func MerchantFields(m ledger.Merchant) json.RawMessage {
 		EarnRateBP        int64  `json:"earn_rate_bp"`
 		PointValidityDays int    `json:"point_validity_days"`
 		Status            string `json:"status"`
-	}{m.Name, m.EarnRateBP, m.PointValidityDays, m.Status})
+		MaxExplicitPoints int64  `json:"max_explicit_points"`
+	}{m.Name, m.EarnRateBP, m.PointValidityDays, m.Status, m.MaxExplicitPoints})
 }
 
 // StoreFields is what the audit log keeps of a store.
@@ -70,6 +71,17 @@ func MergeFields(into string, points int64) json.RawMessage {
 }
 
 // AdjustmentFields is what the audit log keeps of an adjustment.
+// ExplicitEarnFields is what the audit log keeps of an earn whose points
+// were named instead of earned by the rate.
+func ExplicitEarnFields(storeID, receipt string, purchaseAmount, points int64) json.RawMessage {
+	return mustJSON(struct {
+		StoreID        string `json:"store_id"`
+		Receipt        string `json:"receipt"`
+		PurchaseAmount int64  `json:"purchase_amount"`
+		Points         int64  `json:"points"`
+	}{storeID, receipt, purchaseAmount, points})
+}
+
 func AdjustmentFields(points int64) json.RawMessage {
 	return mustJSON(struct {
 		Points int64 `json:"points"`

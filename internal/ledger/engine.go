@@ -456,6 +456,17 @@ func (b *batch) earn(op *Op) (Result, error) {
 	}
 	points := *op.PurchaseAmount * s.Merchant.EarnRateBP / 10_000 // ≤ 1e12·1e4: no overflow; rounds down
 	if op.Points != nil {
+		// Operators (no merchant on the actor: admin keys, repair) name
+		// points to put right what the rate got wrong; a merchant's keys
+		// only within the merchant's own cap.
+		if op.Actor.MerchantID != "" && *op.Points > s.Merchant.MaxExplicitPoints {
+			if s.Merchant.MaxExplicitPoints == 0 {
+				return Result{}, &Error{Code: CodeExplicitPoints, Field: "points",
+					Message: fmt.Sprintf("merchant %s earns by its rate: leave out points (an operator can set max_explicit_points with PATCH /v1/merchants/%s)", s.MerchantID, s.MerchantID)}
+			}
+			return Result{}, &Error{Code: CodeExplicitPoints, Field: "points",
+				Message: fmt.Sprintf("merchant %s allows at most %d explicit points on an earn, %d asked", s.MerchantID, s.Merchant.MaxExplicitPoints, *op.Points)}
+		}
 		points = *op.Points
 	}
 	t := b.newTxn(Transaction{Type: TxEarn, MemberID: m.ID, MerchantID: s.MerchantID, StoreID: s.ID,

@@ -28,6 +28,7 @@ const (
 	CodeStoreSuspended      = "store_suspended"
 	CodeMemberMerged        = "member_merged"
 	CodeMergeRefused        = "merge_refused"
+	CodeExplicitPoints      = "explicit_points_not_allowed"
 	CodeForbidden           = "forbidden"
 	CodeConflict            = "conflict"
 	CodeOverloaded          = "overloaded"

@@ -126,11 +126,15 @@ type Account struct {
 
 // Merchant issues points at its stores and accepts them as a discount.
 type Merchant struct {
-	ID                string    `json:"id"`
-	Name              string    `json:"name"`
-	EarnRateBP        int64     `json:"earn_rate_bp"`
-	PointValidityDays int       `json:"point_validity_days"`
-	Status            string    `json:"status"`
+	ID                string `json:"id"`
+	Name              string `json:"name"`
+	EarnRateBP        int64  `json:"earn_rate_bp"`
+	PointValidityDays int    `json:"point_validity_days"`
+	Status            string `json:"status"`
+	// MaxExplicitPoints caps the points a merchant's own keys may name on an
+	// earn instead of earning by the rate: an earn's explicit points are an
+	// adjustment in all but name, so by default (0) they may not.
+	MaxExplicitPoints int64     `json:"max_explicit_points"`
 	IssuedAccount     int64     `json:"-"`
 	RedeemedAccount   int64     `json:"-"`
 	CreatedAt         time.Time `json:"created_at"`

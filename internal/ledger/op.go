@@ -28,6 +28,9 @@ const (
 // confines it to that merchant (and store): a POS key can never move points
 // at another merchant.
 type Actor struct {
+	// KeyID scopes the operation's idempotency record: what owns the
+	// caller's key (auth.Key.IdempotencyScope), not the key itself, so that
+	// a retry under a rotated key finds the first answer.
 	KeyID      string
 	MerchantID string
 	StoreID    string

@@ -25,12 +25,12 @@ func (db *DB) CreateMerchant(ctx context.Context, m *ledger.Merchant) error {
 			RETURNING id, kind
 		)
 		INSERT INTO merchants (id, name, earn_rate_bp, point_validity_days, status,
-			issued_account, redeemed_account, created_at)
+			issued_account, redeemed_account, created_at, max_explicit_points)
 		VALUES ($1, $2, $3, $4, $5,
 			(SELECT id FROM a WHERE kind = 'merchant_issued'),
-			(SELECT id FROM a WHERE kind = 'merchant_redeemed'), $6)
+			(SELECT id FROM a WHERE kind = 'merchant_redeemed'), $6, $7)
 		RETURNING issued_account, redeemed_account`,
-		m.ID, m.Name, m.EarnRateBP, m.PointValidityDays, m.Status, ts(m.CreatedAt),
+		m.ID, m.Name, m.EarnRateBP, m.PointValidityDays, m.Status, ts(m.CreatedAt), m.MaxExplicitPoints,
 	).Scan(&m.IssuedAccount, &m.RedeemedAccount)
 	if code, _ := pgCode(err); code == uniqueViolation {
 		return &ledger.Error{Code: ledger.CodeConflict, Field: "id", Message: fmt.Sprintf("a merchant with id %q already exists", m.ID)}
@@ -103,10 +103,10 @@ func insertKey(ctx context.Context, db interface {
 }, k auth.Key) error {
 	_, err := db.Exec(ctx, `
 		INSERT INTO api_keys (id, prefix, hash, role, mode, merchant_id, store_id, name, created_at, revoked_at, expires_at,
-			rate_limit_per_second, rate_limit_burst)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+			rate_limit_per_second, rate_limit_burst, lineage)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
 		k.ID, k.Prefix, k.Hash, string(k.Role), string(k.Mode), k.MerchantID, k.StoreID, k.Name,
-		ts(k.CreatedAt), ts(k.RevokedAt), ts(k.ExpiresAt), k.RateLimitPerSecond, k.RateLimitBurst)
+		ts(k.CreatedAt), ts(k.RevokedAt), ts(k.ExpiresAt), k.RateLimitPerSecond, k.RateLimitBurst, k.Lineage)
 	if code, _ := pgCode(err); code == uniqueViolation {
 		return &ledger.Error{Code: ledger.CodeConflict, Field: "id", Message: "an API key with this id or hash already exists"}
 	}
@@ -127,14 +127,14 @@ func (db *DB) KeyByHash(ctx context.Context, hash []byte) (auth.Key, error) {
 }
 
 const keyCols = `k.id, k.prefix, k.hash, k.role, k.mode, k.merchant_id, k.store_id, k.name, k.created_at, k.revoked_at,
-	k.expires_at, k.last_used_at, k.rate_limit_per_second, k.rate_limit_burst`
+	k.expires_at, k.last_used_at, k.rate_limit_per_second, k.rate_limit_burst, k.lineage`
 
 func scanKey(row pgx.Row) (auth.Key, error) {
 	var k auth.Key
 	var role, mode string
 	var created, revoked, expires, used pgtype.Timestamptz
 	err := row.Scan(&k.ID, &k.Prefix, &k.Hash, &role, &mode, &k.MerchantID, &k.StoreID, &k.Name, &created, &revoked,
-		&expires, &used, &k.RateLimitPerSecond, &k.RateLimitBurst)
+		&expires, &used, &k.RateLimitPerSecond, &k.RateLimitBurst, &k.Lineage)
 	k.Role, k.Mode = auth.Role(role), auth.Mode(mode)
 	k.CreatedAt, k.RevokedAt, k.ExpiresAt, k.LastUsedAt = timeOf(created), timeOf(revoked), timeOf(expires), timeOf(used)
 	return k, err

@@ -28,9 +28,9 @@ func (db *DB) CreateMerchant(ctx context.Context, m *ledger.Merchant) error {
 		}
 		_, err = tx.ExecContext(ctx, `
 			INSERT INTO merchants (id, name, earn_rate_bp, point_validity_days, status,
-			                       issued_account, redeemed_account, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			m.ID, m.Name, m.EarnRateBP, m.PointValidityDays, m.Status, issued, redeemed, timeArg(m.CreatedAt))
+			                       issued_account, redeemed_account, created_at, max_explicit_points)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			m.ID, m.Name, m.EarnRateBP, m.PointValidityDays, m.Status, issued, redeemed, timeArg(m.CreatedAt), m.MaxExplicitPoints)
 		return err
 	})
 	if err != nil {
@@ -98,10 +98,10 @@ func (db *DB) CreateKey(ctx context.Context, k auth.Key) error {
 func insertKey(ctx context.Context, tx *sql.Tx, k auth.Key) error {
 	_, err := tx.ExecContext(ctx, `
 		INSERT INTO api_keys (id, prefix, hash, role, mode, merchant_id, store_id, name, created_at, revoked_at, expires_at,
-			rate_limit_per_second, rate_limit_burst)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			rate_limit_per_second, rate_limit_burst, lineage)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		k.ID, k.Prefix, k.Hash, string(k.Role), string(k.Mode), k.MerchantID, k.StoreID, k.Name,
-		timeArg(k.CreatedAt), timeArg(k.RevokedAt), timeArg(k.ExpiresAt), k.RateLimitPerSecond, k.RateLimitBurst)
+		timeArg(k.CreatedAt), timeArg(k.RevokedAt), timeArg(k.ExpiresAt), k.RateLimitPerSecond, k.RateLimitBurst, k.Lineage)
 	return err
 }
 

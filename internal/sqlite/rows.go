@@ -16,12 +16,12 @@ type scanner interface {
 }
 
 const merchantCols = `m.id, m.name, m.earn_rate_bp, m.point_validity_days, m.status,
-	m.issued_account, m.redeemed_account, m.created_at`
+	m.issued_account, m.redeemed_account, m.created_at, m.max_explicit_points`
 
 func scanMerchant(s scanner, m *ledger.Merchant) error {
 	var created sql.NullInt64
 	err := s.Scan(&m.ID, &m.Name, &m.EarnRateBP, &m.PointValidityDays, &m.Status,
-		&m.IssuedAccount, &m.RedeemedAccount, &created)
+		&m.IssuedAccount, &m.RedeemedAccount, &created, &m.MaxExplicitPoints)
 	m.CreatedAt = timeOf(created)
 	return err
 }
@@ -34,7 +34,7 @@ func scanStoreInfo(s scanner, si *ledger.StoreInfo) error {
 	m := &si.Merchant
 	err := s.Scan(&si.ID, &si.MerchantID, &si.Name, &si.Status, &created,
 		&m.ID, &m.Name, &m.EarnRateBP, &m.PointValidityDays, &m.Status,
-		&m.IssuedAccount, &m.RedeemedAccount, &mCreated)
+		&m.IssuedAccount, &m.RedeemedAccount, &mCreated, &m.MaxExplicitPoints)
 	si.CreatedAt, m.CreatedAt = timeOf(created), timeOf(mCreated)
 	return err
 }
@@ -127,13 +127,13 @@ func scanIdem(s scanner, r *ledger.IdemRecord) error {
 }
 
 const keyCols = `k.id, k.prefix, k.hash, k.role, k.mode, k.merchant_id, k.store_id, k.name, k.created_at, k.revoked_at,
-	k.expires_at, k.last_used_at, k.rate_limit_per_second, k.rate_limit_burst`
+	k.expires_at, k.last_used_at, k.rate_limit_per_second, k.rate_limit_burst, k.lineage`
 
 func scanKey(s scanner, k *auth.Key) error {
 	var role, mode string
 	var created, revoked, expires, used sql.NullInt64
 	err := s.Scan(&k.ID, &k.Prefix, &k.Hash, &role, &mode, &k.MerchantID, &k.StoreID, &k.Name, &created, &revoked,
-		&expires, &used, &k.RateLimitPerSecond, &k.RateLimitBurst)
+		&expires, &used, &k.RateLimitPerSecond, &k.RateLimitBurst, &k.Lineage)
 	k.Role, k.Mode, k.CreatedAt, k.RevokedAt = auth.Role(role), auth.Mode(mode), timeOf(created), timeOf(revoked)
 	k.ExpiresAt, k.LastUsedAt = timeOf(expires), timeOf(used)
 	return err

@@ -349,6 +349,7 @@ func testKeys(t *testing.T, e *env, bo backoffice.Store) {
 	// A rotation: the new key and the old key's expiry in one transaction.
 	_, nk := auth.NewSecret(auth.ModeTest)
 	nk.ID, nk.Role, nk.Name, nk.CreatedAt = ledger.NewID(), first.Role, first.Name, ledger.MicroTime(nk.CreatedAt)
+	nk.Lineage = first.Root() // what carries the idempotency scope across the rotation
 	end := ledger.MicroTime(time.Now().Add(time.Hour))
 	old, err := bo.UpdateKey(e.ctx, first.ID, &nk, func(k *auth.Key) (*backoffice.Entry, error) {
 		k.ExpiresAt = end
@@ -361,8 +362,15 @@ func testKeys(t *testing.T, e *env, bo backoffice.Store) {
 	if err != nil || !byHash.ExpiresAt.Equal(end) || !byHash.RevokedAt.IsZero() {
 		t.Fatalf("old key read by hash: %+v %v", byHash, err)
 	}
-	if got, err := ks.KeyByHash(e.ctx, nk.Hash); err != nil || got.ID != nk.ID || !got.ExpiresAt.IsZero() {
-		t.Fatalf("new key: %+v %v", got, err)
+	if got, err := ks.KeyByHash(e.ctx, nk.Hash); err != nil || got.ID != nk.ID || !got.ExpiresAt.IsZero() ||
+		got.Lineage != first.ID || got.IdempotencyScope() != first.IdempotencyScope() {
+		t.Fatalf("new key: %+v %v; want lineage %s", got, err, first.ID)
+	}
+	if got, err := bo.Key(e.ctx, nk.ID); err != nil || got.Lineage != first.ID {
+		t.Fatalf("new key by id: %+v %v; want lineage %s", got, err, first.ID)
+	}
+	if got, err := bo.Key(e.ctx, first.ID); err != nil || got.Lineage != "" {
+		t.Fatalf("the first key of a chain has no lineage: %+v %v", got, err)
 	}
 	// A rotation whose new key cannot be stored changes nothing.
 	if _, err := bo.UpdateKey(e.ctx, first.ID, &nk, func(k *auth.Key) (*backoffice.Entry, error) {

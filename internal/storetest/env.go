@@ -166,8 +166,15 @@ var audits = []struct {
 // merchant creates a trading merchant.
 func (e *env) merchant(rateBP int64, validityDays int) ledger.Merchant {
 	e.t.Helper()
+	return e.merchantCapped(rateBP, validityDays, 0)
+}
+
+// merchantCapped creates a trading merchant whose keys may name up to
+// maxExplicit points on an earn.
+func (e *env) merchantCapped(rateBP int64, validityDays int, maxExplicit int64) ledger.Merchant {
+	e.t.Helper()
 	m := ledger.Merchant{ID: ledger.NewID(), Name: "merchant " + short(), EarnRateBP: rateBP,
-		PointValidityDays: validityDays, Status: "active", CreatedAt: e.clock.Now()}
+		PointValidityDays: validityDays, Status: "active", CreatedAt: e.clock.Now(), MaxExplicitPoints: maxExplicit}
 	if err := e.raw.CreateMerchant(e.ctx, &m); err != nil {
 		e.t.Fatalf("create merchant: %v", err)
 	}

@@ -73,6 +73,7 @@ type model struct {
 type mMerchant struct {
 	id               string
 	rateBP           int64
+	maxExplicit      int64
 	validityDays     int
 	issued, redeemed int64
 	stores           []string
@@ -245,6 +246,10 @@ func (m *model) earn(op ledger.Op, id string) expect {
 	}
 	var points int64
 	if op.Points != nil {
+		// A merchant's keys name points only up to its cap; operators any.
+		if op.Actor.MerchantID != "" && *op.Points > s.merchant.maxExplicit {
+			return fail(ledger.CodeExplicitPoints)
+		}
 		points = *op.Points
 	} else {
 		// Basis points, rounded down.
@@ -622,9 +627,13 @@ func newModelTest(t *testing.T, e *env, seed int64) *modelTest {
 		rate   int64
 		days   int
 		stores int
-	}{{150, 7, 2}, {500, 30, 1}, {25, 3, 1}} {
-		lm := e.merchant(spec.rate, spec.days)
-		mm := &mMerchant{id: lm.ID, rateBP: spec.rate, validityDays: spec.days, issued: lm.IssuedAccount,
+		cap    int64 // max_explicit_points: the model's explicit earns go up to 200
+	}{{150, 7, 2, 150}, {500, 30, 1, 0}, {25, 3, 1, 1_000}} {
+		lm := e.merchantCapped(spec.rate, spec.days, spec.cap)
+		if got, err := e.raw.Merchant(e.ctx, lm.ID); err != nil || got.MaxExplicitPoints != spec.cap {
+			e.t.Fatalf("merchant read back %+v %v; want max_explicit_points %d", got, err, spec.cap)
+		}
+		mm := &mMerchant{id: lm.ID, rateBP: spec.rate, validityDays: spec.days, maxExplicit: spec.cap, issued: lm.IssuedAccount,
 			redeemed: lm.RedeemedAccount, receiptsByStore: map[string][]string{}, shop: lm, anyStore: pos(lm, "")}
 		for range spec.stores {
 			s := e.shop(lm)

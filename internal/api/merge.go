@@ -37,7 +37,7 @@ func (s *Server) mergeMember(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	k := caller(r)
-	op := ledger.Op{Kind: ledger.OpMerge, Actor: ledger.Actor{KeyID: k.ID}, IdempotencyKey: r.Header.Get(headerIdempotencyKey),
+	op := ledger.Op{Kind: ledger.OpMerge, Actor: ledger.Actor{KeyID: k.IdempotencyScope()}, IdempotencyKey: r.Header.Get(headerIdempotencyKey),
 		MemberID: id, FromMemberID: req.FromMemberID, Reason: req.Reason}
 	// What the merged member was, for the audit entry's before (a replay
 	// finds it merged already and writes no second entry).
