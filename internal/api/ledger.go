@@ -14,6 +14,7 @@ import (
 type earnRequest struct {
 	MemberID       string `json:"member_id"`
 	CardNumber     string `json:"card_number"`
+	MemberCode     string `json:"member_code"`
 	StoreID        string `json:"store_id"`
 	Receipt        string `json:"receipt"`
 	PurchaseAmount *int64 `json:"purchase_amount"`
@@ -23,6 +24,7 @@ type earnRequest struct {
 type redeemRequest struct {
 	MemberID   string `json:"member_id"`
 	CardNumber string `json:"card_number"`
+	MemberCode string `json:"member_code"`
 	StoreID    string `json:"store_id"`
 	Receipt    string `json:"receipt"`
 	Points     *int64 `json:"points"`
@@ -31,6 +33,7 @@ type redeemRequest struct {
 type holdRequest struct {
 	MemberID         string `json:"member_id"`
 	CardNumber       string `json:"card_number"`
+	MemberCode       string `json:"member_code"`
 	StoreID          string `json:"store_id"`
 	Points           *int64 `json:"points"`
 	ExpiresInSeconds *int64 `json:"expires_in_seconds"`
@@ -62,7 +65,7 @@ func (s *Server) earn(w http.ResponseWriter, r *http.Request) {
 	}
 	op := ledger.Op{Kind: ledger.OpEarn, StoreID: s.storeOf(r, req.StoreID), Receipt: req.Receipt,
 		PurchaseAmount: req.PurchaseAmount, Points: req.Points}
-	s.submit(w, r, op, req.MemberID, req.CardNumber)
+	s.submit(w, r, op, memberRef{req.MemberID, req.CardNumber, req.MemberCode})
 }
 
 func (s *Server) redeem(w http.ResponseWriter, r *http.Request) {
@@ -71,7 +74,7 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	op := ledger.Op{Kind: ledger.OpRedeem, StoreID: s.storeOf(r, req.StoreID), Receipt: req.Receipt, Points: req.Points}
-	s.submit(w, r, op, req.MemberID, req.CardNumber)
+	s.submit(w, r, op, memberRef{req.MemberID, req.CardNumber, req.MemberCode})
 }
 
 func (s *Server) hold(w http.ResponseWriter, r *http.Request) {
@@ -87,7 +90,7 @@ func (s *Server) hold(w http.ResponseWriter, r *http.Request) {
 		}
 		op.HoldSeconds = *req.ExpiresInSeconds
 	}
-	s.submit(w, r, op, req.MemberID, req.CardNumber)
+	s.submit(w, r, op, memberRef{req.MemberID, req.CardNumber, req.MemberCode})
 }
 
 func (s *Server) capture(w http.ResponseWriter, r *http.Request) {
@@ -96,7 +99,7 @@ func (s *Server) capture(w http.ResponseWriter, r *http.Request) {
 	if !ok || !s.read(w, r, &req, true) {
 		return
 	}
-	s.submit(w, r, ledger.Op{Kind: ledger.OpCapture, HoldID: id, Points: req.Points}, "", "")
+	s.submit(w, r, ledger.Op{Kind: ledger.OpCapture, HoldID: id, Points: req.Points}, memberRef{})
 }
 
 func (s *Server) void(w http.ResponseWriter, r *http.Request) {
@@ -105,7 +108,7 @@ func (s *Server) void(w http.ResponseWriter, r *http.Request) {
 	if !ok || !s.read(w, r, &req, true) {
 		return
 	}
-	s.submit(w, r, ledger.Op{Kind: ledger.OpVoid, HoldID: id}, "", "")
+	s.submit(w, r, ledger.Op{Kind: ledger.OpVoid, HoldID: id}, memberRef{})
 }
 
 func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
@@ -114,7 +117,7 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.submit(w, r, ledger.Op{Kind: ledger.OpCancel, TransactionID: req.TransactionID,
-		Points: req.Points, PurchaseAmount: req.PurchaseAmount}, "", "")
+		Points: req.Points, PurchaseAmount: req.PurchaseAmount}, memberRef{})
 }
 
 func (s *Server) adjust(w http.ResponseWriter, r *http.Request) {
@@ -122,7 +125,7 @@ func (s *Server) adjust(w http.ResponseWriter, r *http.Request) {
 	if !s.read(w, r, &req, false) {
 		return
 	}
-	s.submit(w, r, ledger.Op{Kind: ledger.OpAdjust, Points: req.Points, Reason: req.Reason}, req.MemberID, req.CardNumber,
+	s.submit(w, r, ledger.Op{Kind: ledger.OpAdjust, Points: req.Points, Reason: req.Reason}, memberRef{ID: req.MemberID, Card: req.CardNumber},
 		s.auditAdjustment)
 }
 
@@ -166,7 +169,7 @@ func (s *Server) storeOf(r *http.Request, storeID string) string {
 
 // submit resolves the member, hands op to the batched writer and answers
 // 201 with the committed transaction, or the original answer on a replay.
-func (s *Server) submit(w http.ResponseWriter, r *http.Request, op ledger.Op, memberID, card string, then ...func(*http.Request, ledger.Result)) {
+func (s *Server) submit(w http.ResponseWriter, r *http.Request, op ledger.Op, who memberRef, then ...func(*http.Request, ledger.Result)) {
 	k := caller(r)
 	op.Actor = ledger.Actor{KeyID: k.ID}
 	if k.Role != auth.RoleAdmin {
@@ -174,7 +177,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, op ledger.Op, me
 	}
 	op.IdempotencyKey = r.Header.Get(headerIdempotencyKey)
 	if op.Kind == ledger.OpEarn || op.Kind == ledger.OpRedeem || op.Kind == ledger.OpHold || op.Kind == ledger.OpAdjust {
-		id, err := s.memberID(r, memberID, card)
+		id, err := s.resolveMember(r, op, who)
 		if err != nil {
 			writeError(w, r, err)
 			return

@@ -154,6 +154,7 @@ type merchantPatch struct {
 	Name              *string `json:"name"`
 	EarnRateBP        *int64  `json:"earn_rate_bp"`
 	PointValidityDays *int    `json:"point_validity_days"`
+	RequireMemberCode *bool   `json:"require_member_code"`
 }
 
 func (s *Server) updateMerchant(w http.ResponseWriter, r *http.Request) {
@@ -167,8 +168,8 @@ func (s *Server) updateMerchant(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
-	case req.Name == nil && req.EarnRateBP == nil && req.PointValidityDays == nil:
-		writeProblem(w, r, ledger.Invalid("name", "give at least one of name, earn_rate_bp, point_validity_days"))
+	case req.Name == nil && req.EarnRateBP == nil && req.PointValidityDays == nil && req.RequireMemberCode == nil:
+		writeProblem(w, r, ledger.Invalid("name", "give at least one of name, earn_rate_bp, point_validity_days, require_member_code"))
 		return
 	case req.Name != nil && checkName("name", *req.Name) != nil:
 		writeProblem(w, r, checkName("name", *req.Name))
@@ -192,6 +193,9 @@ func (s *Server) updateMerchant(w http.ResponseWriter, r *http.Request) {
 		}
 		if req.PointValidityDays != nil {
 			m.PointValidityDays = *req.PointValidityDays
+		}
+		if req.RequireMemberCode != nil {
+			m.RequireMemberCode = *req.RequireMemberCode
 		}
 		after := backoffice.MerchantFields(*m)
 		if string(after) == string(before) {

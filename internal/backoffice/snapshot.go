@@ -21,7 +21,10 @@ func MerchantFields(m ledger.Merchant) json.RawMessage {
 		EarnRateBP        int64  `json:"earn_rate_bp"`
 		PointValidityDays int    `json:"point_validity_days"`
 		Status            string `json:"status"`
-	}{m.Name, m.EarnRateBP, m.PointValidityDays, m.Status})
+		// Only when set: the snapshots of merchants that never used it
+		// read as they did before the setting existed.
+		RequireMemberCode bool `json:"require_member_code,omitempty"`
+	}{m.Name, m.EarnRateBP, m.PointValidityDays, m.Status, m.RequireMemberCode})
 }
 
 // StoreFields is what the audit log keeps of a store.

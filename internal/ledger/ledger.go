@@ -126,11 +126,14 @@ type Account struct {
 
 // Merchant issues points at its stores and accepts them as a discount.
 type Merchant struct {
-	ID                string    `json:"id"`
-	Name              string    `json:"name"`
-	EarnRateBP        int64     `json:"earn_rate_bp"`
-	PointValidityDays int       `json:"point_validity_days"`
-	Status            string    `json:"status"`
+	ID                string `json:"id"`
+	Name              string `json:"name"`
+	EarnRateBP        int64  `json:"earn_rate_bp"`
+	PointValidityDays int    `json:"point_validity_days"`
+	Status            string `json:"status"`
+	// RequireMemberCode: redemptions and holds at the merchant's stores
+	// name the member only by a member code (the member at the till).
+	RequireMemberCode bool      `json:"require_member_code"`
 	IssuedAccount     int64     `json:"-"`
 	RedeemedAccount   int64     `json:"-"`
 	CreatedAt         time.Time `json:"created_at"`

@@ -54,8 +54,9 @@ func (db *DB) UpdateMerchant(ctx context.Context, id string, change backoffice.C
 		err := scanMerchant(tx.QueryRowContext(ctx, `SELECT `+merchantCols+` FROM merchants m WHERE m.id = ?`, id), &m)
 		return notFound(err, ledger.CodeMerchantNotFound, "no merchant with id %q", id)
 	}, change, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE merchants SET name = ?, earn_rate_bp = ?, point_validity_days = ?, status = ? WHERE id = ?`,
-			m.Name, m.EarnRateBP, m.PointValidityDays, m.Status, id)
+		_, err := tx.ExecContext(ctx, `UPDATE merchants SET name = ?, earn_rate_bp = ?, point_validity_days = ?, status = ?,
+			require_member_code = ? WHERE id = ?`,
+			m.Name, m.EarnRateBP, m.PointValidityDays, m.Status, m.RequireMemberCode, id)
 		return err
 	})
 	return m, wrap(err, "update merchant")

@@ -192,6 +192,9 @@ func (db *DB) Withdraw(ctx context.Context, memberID string, at time.Time) error
 		if n, _ := res.RowsAffected(); n == 0 {
 			return ledger.Errorf(ledger.CodeMemberNotFound, "no member with id %q", memberID)
 		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM member_codes WHERE member_id = ?`, memberID); err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx, `UPDATE member_sessions SET revoked_at = ? WHERE member_id = ? AND revoked_at IS NULL`,
 			timeArg(at), memberID)
 		return err
@@ -394,6 +397,8 @@ func (db *DB) Purge(ctx context.Context, before time.Time) (int64, error) {
 		for _, q := range []string{
 			`DELETE FROM member_otps WHERE created_at < ?`,
 			`DELETE FROM member_sessions WHERE expires_at < ?1 OR revoked_at < ?1`,
+			`DELETE FROM member_code_uses WHERE used_at < ?`,
+			`DELETE FROM member_code_attempts WHERE window_start < ?`,
 		} {
 			res, err := tx.ExecContext(ctx, q, timeArg(before))
 			if err != nil {
