@@ -14,6 +14,7 @@ import (
 type earnRequest struct {
 	MemberID       string `json:"member_id"`
 	CardNumber     string `json:"card_number"`
+	MemberCode     string `json:"member_code"`
 	StoreID        string `json:"store_id"`
 	Receipt        string `json:"receipt"`
 	PurchaseAmount *int64 `json:"purchase_amount"`
@@ -26,6 +27,7 @@ type earnRequest struct {
 type redeemRequest struct {
 	MemberID   string `json:"member_id"`
 	CardNumber string `json:"card_number"`
+	MemberCode string `json:"member_code"`
 	StoreID    string `json:"store_id"`
 	Receipt    string `json:"receipt"`
 	Points     *int64 `json:"points"`
@@ -34,6 +36,7 @@ type redeemRequest struct {
 type holdRequest struct {
 	MemberID         string `json:"member_id"`
 	CardNumber       string `json:"card_number"`
+	MemberCode       string `json:"member_code"`
 	StoreID          string `json:"store_id"`
 	Points           *int64 `json:"points"`
 	ExpiresInSeconds *int64 `json:"expires_in_seconds"`
@@ -72,7 +75,7 @@ func (s *Server) earn(w http.ResponseWriter, r *http.Request) {
 			writeProblem(w, r, ledger.Invalid("reason", "goes only with points: an earn by the merchant's rate needs none"))
 			return
 		}
-		s.submit(w, r, op, req.MemberID, req.CardNumber)
+		s.submit(w, r, op, memberRef{req.MemberID, req.CardNumber, req.MemberCode})
 		return
 	}
 	// Explicit points are an adjustment in all but name: said why, and
@@ -82,7 +85,7 @@ func (s *Server) earn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	op.Reason = req.Reason
-	s.submit(w, r, op, req.MemberID, req.CardNumber, func(r *http.Request, res ledger.Result) {
+	s.submit(w, r, op, memberRef{req.MemberID, req.CardNumber, req.MemberCode}, func(r *http.Request, res ledger.Result) {
 		s.auditExplicitEarn(r, res, req.Reason)
 	})
 }
@@ -93,7 +96,7 @@ func (s *Server) redeem(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	op := ledger.Op{Kind: ledger.OpRedeem, StoreID: s.storeOf(r, req.StoreID), Receipt: req.Receipt, Points: req.Points}
-	s.submit(w, r, op, req.MemberID, req.CardNumber)
+	s.submit(w, r, op, memberRef{req.MemberID, req.CardNumber, req.MemberCode})
 }
 
 func (s *Server) hold(w http.ResponseWriter, r *http.Request) {
@@ -109,7 +112,7 @@ func (s *Server) hold(w http.ResponseWriter, r *http.Request) {
 		}
 		op.HoldSeconds = *req.ExpiresInSeconds
 	}
-	s.submit(w, r, op, req.MemberID, req.CardNumber)
+	s.submit(w, r, op, memberRef{req.MemberID, req.CardNumber, req.MemberCode})
 }
 
 func (s *Server) capture(w http.ResponseWriter, r *http.Request) {
@@ -118,7 +121,7 @@ func (s *Server) capture(w http.ResponseWriter, r *http.Request) {
 	if !ok || !s.read(w, r, &req, true) {
 		return
 	}
-	s.submit(w, r, ledger.Op{Kind: ledger.OpCapture, HoldID: id, Points: req.Points}, "", "")
+	s.submit(w, r, ledger.Op{Kind: ledger.OpCapture, HoldID: id, Points: req.Points}, memberRef{})
 }
 
 func (s *Server) void(w http.ResponseWriter, r *http.Request) {
@@ -127,7 +130,7 @@ func (s *Server) void(w http.ResponseWriter, r *http.Request) {
 	if !ok || !s.read(w, r, &req, true) {
 		return
 	}
-	s.submit(w, r, ledger.Op{Kind: ledger.OpVoid, HoldID: id}, "", "")
+	s.submit(w, r, ledger.Op{Kind: ledger.OpVoid, HoldID: id}, memberRef{})
 }
 
 func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
@@ -136,7 +139,7 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.submit(w, r, ledger.Op{Kind: ledger.OpCancel, TransactionID: req.TransactionID,
-		Points: req.Points, PurchaseAmount: req.PurchaseAmount}, "", "")
+		Points: req.Points, PurchaseAmount: req.PurchaseAmount}, memberRef{})
 }
 
 func (s *Server) adjust(w http.ResponseWriter, r *http.Request) {
@@ -144,7 +147,7 @@ func (s *Server) adjust(w http.ResponseWriter, r *http.Request) {
 	if !s.read(w, r, &req, false) {
 		return
 	}
-	s.submit(w, r, ledger.Op{Kind: ledger.OpAdjust, Points: req.Points, Reason: req.Reason}, req.MemberID, req.CardNumber,
+	s.submit(w, r, ledger.Op{Kind: ledger.OpAdjust, Points: req.Points, Reason: req.Reason}, memberRef{ID: req.MemberID, Card: req.CardNumber},
 		s.auditAdjustment)
 }
 
@@ -188,7 +191,7 @@ func (s *Server) storeOf(r *http.Request, storeID string) string {
 
 // submit resolves the member, hands op to the batched writer and answers
 // 201 with the committed transaction, or the original answer on a replay.
-func (s *Server) submit(w http.ResponseWriter, r *http.Request, op ledger.Op, memberID, card string, then ...func(*http.Request, ledger.Result)) {
+func (s *Server) submit(w http.ResponseWriter, r *http.Request, op ledger.Op, who memberRef, then ...func(*http.Request, ledger.Result)) {
 	k := caller(r)
 	op.Actor = ledger.Actor{KeyID: k.IdempotencyScope()}
 	if k.Role != auth.RoleAdmin {
@@ -196,7 +199,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, op ledger.Op, me
 	}
 	op.IdempotencyKey = r.Header.Get(headerIdempotencyKey)
 	if op.Kind == ledger.OpEarn || op.Kind == ledger.OpRedeem || op.Kind == ledger.OpHold || op.Kind == ledger.OpAdjust {
-		id, err := s.memberID(r, memberID, card)
+		id, err := s.resolveMember(r, op, who)
 		if err != nil {
 			writeError(w, r, err)
 			return

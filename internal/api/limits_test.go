@@ -451,6 +451,8 @@ func TestClassOfEveryRoute(t *testing.T) {
 		"DELETE /v1/me":                      admission.DBRead,
 		"GET /v1/me/balance":                 admission.DBRead,
 		"GET /v1/me/transactions":            admission.DBRead,
+		"GET /v1/me/code":                    admission.DBRead,
+		"GET /v1/me/code.svg":                admission.DBRead,
 		"POST /v1/notices":                   admission.DBRead,
 		"GET /v1/notices":                    admission.CachedRead,
 		"GET /v1/notices/{id}":               admission.CachedRead,

@@ -365,6 +365,8 @@ func TestMemberRoutesRoles(t *testing.T) {
 		{http.MethodPatch, "/v1/me", map[string]any{"marketing_consent": true}},
 		{http.MethodGet, "/v1/me/balance", nil},
 		{http.MethodGet, "/v1/me/transactions", nil},
+		{http.MethodGet, "/v1/me/code", nil},
+		{http.MethodGet, "/v1/me/code.svg", nil},
 		{http.MethodDelete, "/v1/auth/sessions/current", nil},
 		{http.MethodDelete, "/v1/me", nil},
 	}

@@ -159,6 +159,7 @@ type merchantPatch struct {
 	EarnRateBP        *int64  `json:"earn_rate_bp"`
 	PointValidityDays *int    `json:"point_validity_days"`
 	MaxExplicitPoints *int64  `json:"max_explicit_points"`
+	RequireMemberCode *bool   `json:"require_member_code"`
 }
 
 func (s *Server) updateMerchant(w http.ResponseWriter, r *http.Request) {
@@ -172,8 +173,8 @@ func (s *Server) updateMerchant(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
-	case req.Name == nil && req.EarnRateBP == nil && req.PointValidityDays == nil && req.MaxExplicitPoints == nil:
-		writeProblem(w, r, ledger.Invalid("name", "give at least one of name, earn_rate_bp, point_validity_days, max_explicit_points"))
+	case req.Name == nil && req.EarnRateBP == nil && req.PointValidityDays == nil && req.MaxExplicitPoints == nil && req.RequireMemberCode == nil:
+		writeProblem(w, r, ledger.Invalid("name", "give at least one of name, earn_rate_bp, point_validity_days, max_explicit_points, require_member_code"))
 		return
 	case req.MaxExplicitPoints != nil && (*req.MaxExplicitPoints < 0 || *req.MaxExplicitPoints > ledger.MaxPoints):
 		writeProblem(w, r, ledger.Invalid("max_explicit_points", "must be from 0 (earns follow the rate only) to %d", ledger.MaxPoints))
@@ -203,6 +204,9 @@ func (s *Server) updateMerchant(w http.ResponseWriter, r *http.Request) {
 		}
 		if req.MaxExplicitPoints != nil {
 			m.MaxExplicitPoints = *req.MaxExplicitPoints
+		}
+		if req.RequireMemberCode != nil {
+			m.RequireMemberCode = *req.RequireMemberCode
 		}
 		after := backoffice.MerchantFields(*m)
 		if string(after) == string(before) {

@@ -156,6 +156,8 @@ func TestRolesAndOwnership(t *testing.T) {
 		{"PATCH", "/v1/me", map[string]any{"name": "x"}, sessionOnly, true},
 		{"GET", "/v1/me/balance", nil, sessionOnly, false},
 		{"GET", "/v1/me/transactions", nil, sessionOnly, false},
+		{"GET", "/v1/me/code", nil, sessionOnly, false},
+		{"GET", "/v1/me/code.svg", nil, sessionOnly, false},
 		{"DELETE", "/v1/me", nil, sessionOnly, true},
 		{"GET", "/v1/me/badges", nil, sessionOnly, false},
 		{"POST", "/v1/me/badges/seen", map[string]any{}, sessionOnly, true},

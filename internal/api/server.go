@@ -222,6 +222,9 @@ func (s *Server) Handler() http.Handler {
 	handle("DELETE /v1/me", self, s.deleteMe)
 	handle("GET /v1/me/balance", self, s.getMyBalance)
 	handle("GET /v1/me/transactions", self, s.listMyTransactions)
+	// The rotating code the member shows at the till (membercode.go).
+	handle("GET /v1/me/code", self, s.getMyCode)
+	handle("GET /v1/me/code.svg", self, s.getMyCodeSVG)
 
 	// Notices and badges (notices.go, badges.go): readable by
 	// every key role and by member sessions; badges by admin and app keys

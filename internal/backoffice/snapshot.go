@@ -22,7 +22,10 @@ func MerchantFields(m ledger.Merchant) json.RawMessage {
 		PointValidityDays int    `json:"point_validity_days"`
 		Status            string `json:"status"`
 		MaxExplicitPoints int64  `json:"max_explicit_points"`
-	}{m.Name, m.EarnRateBP, m.PointValidityDays, m.Status, m.MaxExplicitPoints})
+		// Only when set: the snapshots of merchants that never used it
+		// read as they did before the setting existed.
+		RequireMemberCode bool `json:"require_member_code,omitempty"`
+	}{m.Name, m.EarnRateBP, m.PointValidityDays, m.Status, m.MaxExplicitPoints, m.RequireMemberCode})
 }
 
 // StoreFields is what the audit log keeps of a store.

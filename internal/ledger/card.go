@@ -43,6 +43,10 @@ func ValidCardNumber(s string) bool {
 	return int(s[15]-'0') == luhnDigit(s[:15])
 }
 
+// LuhnDigit is the Luhn check digit of a string of decimal digits: the
+// digit to write right of it.
+func LuhnDigit(body string) int { return luhnDigit(body) }
+
 func luhnDigit(body string) int {
 	sum := 0
 	double := true // the check digit will stand right of body

@@ -134,7 +134,10 @@ type Merchant struct {
 	// MaxExplicitPoints caps the points a merchant's own keys may name on an
 	// earn instead of earning by the rate: an earn's explicit points are an
 	// adjustment in all but name, so by default (0) they may not.
-	MaxExplicitPoints int64     `json:"max_explicit_points"`
+	MaxExplicitPoints int64 `json:"max_explicit_points"`
+	// RequireMemberCode: redemptions and holds at the merchant's stores
+	// name the member only by a member code (the member at the till).
+	RequireMemberCode bool      `json:"require_member_code"`
 	IssuedAccount     int64     `json:"-"`
 	RedeemedAccount   int64     `json:"-"`
 	CreatedAt         time.Time `json:"created_at"`

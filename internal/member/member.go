@@ -79,12 +79,15 @@ const ClockSkew = time.Minute
 
 // Store is what the member side needs from a database.
 type Store interface {
+	CodeStore
+
 	Profile(ctx context.Context, memberID string) (Profile, error)
 	// UpdateProfile applies u and returns the profile after it; a
 	// withdrawn member is not found.
 	UpdateProfile(ctx context.Context, memberID string, u ProfileUpdate, at time.Time) (Profile, error)
-	// Withdraw erases the member's phone and name, sets the status to
-	// withdrawn and revokes every session of theirs, in one transaction.
+	// Withdraw erases the member's phone and name and their member code
+	// secret, sets the status to withdrawn and revokes every session of
+	// theirs, in one transaction.
 	// The account, its balance, lots and ledger entries stay as they are.
 	Withdraw(ctx context.Context, memberID string, at time.Time) error
 
@@ -109,8 +112,9 @@ type Store interface {
 	SessionByHash(ctx context.Context, hash []byte) (Session, error)
 	RevokeSession(ctx context.Context, id string, at time.Time) error
 
-	// Purge deletes login codes created before a time and sessions that
-	// expired or were revoked before it, and says how many rows went.
+	// Purge deletes login codes created before a time, sessions that
+	// expired or were revoked before it, and member code uses and attempt
+	// counts from before it, and says how many rows went.
 	Purge(ctx context.Context, before time.Time) (int64, error)
 
 	// History lists a member's transactions newest first that match f,

@@ -51,6 +51,12 @@ type Config struct {
 	IPRequests  int
 	IPWindow    time.Duration
 	SendTimeout time.Duration // per code sent [10s]
+	// CodeAttempts member codes may be checked per API key, and as many
+	// per member, in any CodeWindow, counting from the first [20 per 10m];
+	// a right code gives its attempt back. Counted in the database, so
+	// several instances share the limits.
+	CodeAttempts int
+	CodeWindow   time.Duration
 }
 
 // Service runs member logins, sessions and withdrawal.
@@ -131,6 +137,8 @@ func NewService(cfg Config, store Store, ls ledger.Store) *Service {
 	defInt(&cfg.MaxAttempts, 5)
 	defInt(&cfg.PhoneCodes, 5)
 	defInt(&cfg.IPRequests, 20)
+	defInt(&cfg.CodeAttempts, 20)
+	def(&cfg.CodeWindow, 10*time.Minute)
 	return &Service{cfg: cfg, store: store, ledger: ls,
 		ipCodes: newWindowLimiter(cfg.IPRequests, cfg.IPWindow),
 		ipLogin: newWindowLimiter(cfg.IPRequests, cfg.IPWindow),

@@ -61,8 +61,9 @@ func (db *DB) UpdateMerchant(ctx context.Context, id string, change backoffice.C
 	return update(ctx, db, ledger.Errorf(ledger.CodeMerchantNotFound, "no merchant with id %q", id), scanMerchant,
 		`SELECT `+merchantCols+` FROM merchants m WHERE m.id = $1`, id, change,
 		func(tx pgx.Tx, m ledger.Merchant) error {
-			_, err := tx.Exec(ctx, `UPDATE merchants SET name = $1, earn_rate_bp = $2, point_validity_days = $3, status = $4, max_explicit_points = $5 WHERE id = $6`,
-				m.Name, m.EarnRateBP, m.PointValidityDays, m.Status, m.MaxExplicitPoints, id)
+			_, err := tx.Exec(ctx, `UPDATE merchants SET name = $1, earn_rate_bp = $2, point_validity_days = $3, status = $4,
+				max_explicit_points = $5, require_member_code = $6 WHERE id = $7`,
+				m.Name, m.EarnRateBP, m.PointValidityDays, m.Status, m.MaxExplicitPoints, m.RequireMemberCode, id)
 			return err
 		})
 }

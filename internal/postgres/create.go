@@ -25,12 +25,12 @@ func (db *DB) CreateMerchant(ctx context.Context, m *ledger.Merchant) error {
 			RETURNING id, kind
 		)
 		INSERT INTO merchants (id, name, earn_rate_bp, point_validity_days, status,
-			issued_account, redeemed_account, created_at, max_explicit_points)
+			issued_account, redeemed_account, created_at, max_explicit_points, require_member_code)
 		VALUES ($1, $2, $3, $4, $5,
 			(SELECT id FROM a WHERE kind = 'merchant_issued'),
-			(SELECT id FROM a WHERE kind = 'merchant_redeemed'), $6, $7)
+			(SELECT id FROM a WHERE kind = 'merchant_redeemed'), $6, $7, $8)
 		RETURNING issued_account, redeemed_account`,
-		m.ID, m.Name, m.EarnRateBP, m.PointValidityDays, m.Status, ts(m.CreatedAt), m.MaxExplicitPoints,
+		m.ID, m.Name, m.EarnRateBP, m.PointValidityDays, m.Status, ts(m.CreatedAt), m.MaxExplicitPoints, m.RequireMemberCode,
 	).Scan(&m.IssuedAccount, &m.RedeemedAccount)
 	if code, _ := pgCode(err); code == uniqueViolation {
 		return &ledger.Error{Code: ledger.CodeConflict, Field: "id", Message: fmt.Sprintf("a merchant with id %q already exists", m.ID)}

@@ -197,6 +197,9 @@ func (db *DB) Withdraw(ctx context.Context, memberID string, at time.Time) error
 				return fmt.Errorf("withdraw member: %w", err)
 			}
 		}
+		if _, err := tx.Exec(ctx, `DELETE FROM member_codes WHERE member_id = $1`, memberID); err != nil {
+			return fmt.Errorf("withdraw member: %w", err)
+		}
 		_, err = tx.Exec(ctx, `UPDATE member_sessions SET revoked_at = $1 WHERE member_id = $2 AND revoked_at IS NULL`,
 			ts(at), memberID)
 		return err
@@ -358,6 +361,8 @@ func (db *DB) Purge(ctx context.Context, before time.Time) (int64, error) {
 		for _, q := range []string{
 			`DELETE FROM member_otps WHERE created_at < $1`,
 			`DELETE FROM member_sessions WHERE expires_at < $1 OR revoked_at < $1`,
+			`DELETE FROM member_code_uses WHERE used_at < $1`,
+			`DELETE FROM member_code_attempts WHERE window_start < $1`,
 		} {
 			tag, err := tx.Exec(ctx, q, ts(before))
 			if err != nil {

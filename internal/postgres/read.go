@@ -17,13 +17,13 @@ import (
 // reads, the loads of the write transaction and the audit.
 
 const merchantCols = `m.id, m.name, m.earn_rate_bp, m.point_validity_days, m.status,
-	m.issued_account, m.redeemed_account, m.created_at, m.max_explicit_points`
+	m.issued_account, m.redeemed_account, m.created_at, m.max_explicit_points, m.require_member_code`
 
 func scanMerchant(row pgx.Row) (ledger.Merchant, error) {
 	var m ledger.Merchant
 	var created pgtype.Timestamptz
 	err := row.Scan(&m.ID, &m.Name, &m.EarnRateBP, &m.PointValidityDays, &m.Status,
-		&m.IssuedAccount, &m.RedeemedAccount, &created, &m.MaxExplicitPoints)
+		&m.IssuedAccount, &m.RedeemedAccount, &created, &m.MaxExplicitPoints, &m.RequireMemberCode)
 	m.CreatedAt = timeOf(created)
 	return m, err
 }
@@ -39,7 +39,7 @@ func scanStore(row pgx.Row) (ledger.StoreInfo, error) {
 	m := &s.Merchant
 	err := row.Scan(&s.ID, &s.MerchantID, &s.Name, &s.Status, &sCreated,
 		&m.ID, &m.Name, &m.EarnRateBP, &m.PointValidityDays, &m.Status,
-		&m.IssuedAccount, &m.RedeemedAccount, &mCreated, &m.MaxExplicitPoints)
+		&m.IssuedAccount, &m.RedeemedAccount, &mCreated, &m.MaxExplicitPoints, &m.RequireMemberCode)
 	s.CreatedAt = timeOf(sCreated)
 	m.CreatedAt = timeOf(mCreated)
 	return s, err

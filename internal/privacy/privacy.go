@@ -31,6 +31,9 @@ const version byte = 1
 type Phones struct {
 	aead   cipher.AEAD
 	macKey []byte
+	// secrets seals members' code secrets: a key of its own, so a sealed
+	// phone can never be opened as a secret or the other way round.
+	secrets cipher.AEAD
 }
 
 // New derives the sealing and the lookup keys from a 32-byte data key (HKDF-
@@ -56,8 +59,50 @@ func New(dataKey []byte) (*Phones, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Phones{aead: aead, macKey: macKey}, nil
+	secretKey, err := hkdf.Key(sha256.New, dataKey, nil, "pointd member code secret v1", KeySize)
+	if err != nil {
+		return nil, err
+	}
+	sblock, err := aes.NewCipher(secretKey)
+	if err != nil {
+		return nil, err
+	}
+	secrets, err := cipher.NewGCM(sblock)
+	if err != nil {
+		return nil, err
+	}
+	return &Phones{aead: aead, macKey: macKey, secrets: secrets}, nil
 }
+
+// SealSecret encrypts a member's code secret like Seal does a phone, bound
+// to its owner (the member id is authenticated data): a sealed secret
+// copied onto another member's row does not open there.
+func (p *Phones) SealSecret(secret []byte, owner string) []byte {
+	n := p.secrets.NonceSize()
+	out := make([]byte, 1+n, 1+n+len(secret)+p.secrets.Overhead())
+	out[0] = version
+	if _, err := rand.Read(out[1:]); err != nil {
+		panic(err)
+	}
+	return p.secrets.Seal(out, out[1:], secret, append([]byte{version}, owner...))
+}
+
+// OpenSecret decrypts what SealSecret made for owner.
+func (p *Phones) OpenSecret(sealed []byte, owner string) ([]byte, error) {
+	n := p.secrets.NonceSize()
+	if len(sealed) < 1+n+p.secrets.Overhead() || sealed[0] != version {
+		return nil, ErrOpenSecret
+	}
+	b, err := p.secrets.Open(nil, sealed[1:1+n], sealed[1+n:], append([]byte{version}, owner...))
+	if err != nil {
+		return nil, ErrOpenSecret
+	}
+	return b, nil
+}
+
+// ErrOpenSecret says a sealed code secret could not be opened: another
+// data key sealed it, it belongs to another member, or it was changed.
+var ErrOpenSecret = errors.New("privacy: cannot open a sealed member code secret (wrong data key, another member's, or altered)")
 
 // Seal encrypts a phone number: version, a random nonce, then the
 // ciphertext with its tag. The same number sealed twice looks different.

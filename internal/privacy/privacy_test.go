@@ -131,3 +131,33 @@ func TestMask(t *testing.T) {
 		}
 	}
 }
+
+func TestSecrets(t *testing.T) {
+	k := make([]byte, KeySize)
+	p, err := New(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := []byte("0123456789abcdefghij")
+	sealed := p.SealSecret(secret, "m1")
+	if bytes.Contains(sealed, secret) {
+		t.Fatal("the sealed secret shows the secret")
+	}
+	if got, err := p.OpenSecret(sealed, "m1"); err != nil || !bytes.Equal(got, secret) {
+		t.Fatalf("open = %q, %v", got, err)
+	}
+	if _, err := p.OpenSecret(sealed, "m2"); err == nil {
+		t.Error("another member's sealed secret opened")
+	}
+	if _, err := p.Open(sealed); err == nil {
+		t.Error("a sealed secret opened as a phone number")
+	}
+	if _, err := p.OpenSecret(p.Seal("+821012345678"), "m1"); err == nil {
+		t.Error("a sealed phone opened as a secret")
+	}
+	k[0] = 1
+	other, _ := New(k)
+	if _, err := other.OpenSecret(sealed, "m1"); err == nil {
+		t.Error("another data key opened the secret")
+	}
+}

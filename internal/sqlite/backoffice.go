@@ -54,8 +54,9 @@ func (db *DB) UpdateMerchant(ctx context.Context, id string, change backoffice.C
 		err := scanMerchant(tx.QueryRowContext(ctx, `SELECT `+merchantCols+` FROM merchants m WHERE m.id = ?`, id), &m)
 		return notFound(err, ledger.CodeMerchantNotFound, "no merchant with id %q", id)
 	}, change, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE merchants SET name = ?, earn_rate_bp = ?, point_validity_days = ?, status = ?, max_explicit_points = ? WHERE id = ?`,
-			m.Name, m.EarnRateBP, m.PointValidityDays, m.Status, m.MaxExplicitPoints, id)
+		_, err := tx.ExecContext(ctx, `UPDATE merchants SET name = ?, earn_rate_bp = ?, point_validity_days = ?, status = ?,
+			max_explicit_points = ?, require_member_code = ? WHERE id = ?`,
+			m.Name, m.EarnRateBP, m.PointValidityDays, m.Status, m.MaxExplicitPoints, m.RequireMemberCode, id)
 		return err
 	})
 	return m, wrap(err, "update merchant")

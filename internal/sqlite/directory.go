@@ -28,9 +28,9 @@ func (db *DB) CreateMerchant(ctx context.Context, m *ledger.Merchant) error {
 		}
 		_, err = tx.ExecContext(ctx, `
 			INSERT INTO merchants (id, name, earn_rate_bp, point_validity_days, status,
-			                       issued_account, redeemed_account, created_at, max_explicit_points)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			m.ID, m.Name, m.EarnRateBP, m.PointValidityDays, m.Status, issued, redeemed, timeArg(m.CreatedAt), m.MaxExplicitPoints)
+			                       issued_account, redeemed_account, created_at, max_explicit_points, require_member_code)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			m.ID, m.Name, m.EarnRateBP, m.PointValidityDays, m.Status, issued, redeemed, timeArg(m.CreatedAt), m.MaxExplicitPoints, m.RequireMemberCode)
 		return err
 	})
 	if err != nil {

@@ -213,6 +213,9 @@ func (db *DB) Withdraw(ctx context.Context, memberID string, at time.Time) error
 				return err
 			}
 		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM member_codes WHERE member_id = ?`, memberID); err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx, `UPDATE member_sessions SET revoked_at = ? WHERE member_id = ? AND revoked_at IS NULL`,
 			timeArg(at), memberID)
 		return err
@@ -420,6 +423,8 @@ func (db *DB) Purge(ctx context.Context, before time.Time) (int64, error) {
 		for _, q := range []string{
 			`DELETE FROM member_otps WHERE created_at < ?`,
 			`DELETE FROM member_sessions WHERE expires_at < ?1 OR revoked_at < ?1`,
+			`DELETE FROM member_code_uses WHERE used_at < ?`,
+			`DELETE FROM member_code_attempts WHERE window_start < ?`,
 		} {
 			res, err := tx.ExecContext(ctx, q, timeArg(before))
 			if err != nil {

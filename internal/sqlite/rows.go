@@ -16,12 +16,12 @@ type scanner interface {
 }
 
 const merchantCols = `m.id, m.name, m.earn_rate_bp, m.point_validity_days, m.status,
-	m.issued_account, m.redeemed_account, m.created_at, m.max_explicit_points`
+	m.issued_account, m.redeemed_account, m.created_at, m.max_explicit_points, m.require_member_code`
 
 func scanMerchant(s scanner, m *ledger.Merchant) error {
 	var created sql.NullInt64
 	err := s.Scan(&m.ID, &m.Name, &m.EarnRateBP, &m.PointValidityDays, &m.Status,
-		&m.IssuedAccount, &m.RedeemedAccount, &created, &m.MaxExplicitPoints)
+		&m.IssuedAccount, &m.RedeemedAccount, &created, &m.MaxExplicitPoints, &m.RequireMemberCode)
 	m.CreatedAt = timeOf(created)
 	return err
 }
@@ -34,7 +34,7 @@ func scanStoreInfo(s scanner, si *ledger.StoreInfo) error {
 	m := &si.Merchant
 	err := s.Scan(&si.ID, &si.MerchantID, &si.Name, &si.Status, &created,
 		&m.ID, &m.Name, &m.EarnRateBP, &m.PointValidityDays, &m.Status,
-		&m.IssuedAccount, &m.RedeemedAccount, &mCreated, &m.MaxExplicitPoints)
+		&m.IssuedAccount, &m.RedeemedAccount, &mCreated, &m.MaxExplicitPoints, &m.RequireMemberCode)
 	si.CreatedAt, m.CreatedAt = timeOf(created), timeOf(mCreated)
 	return err
 }

@@ -28,6 +28,10 @@ func RunMember(t *testing.T, open func(t *testing.T) ledger.Store, exec func(s l
 		{"the profile's name and consents change", testProfile},
 		{"withdrawal erases personal data and revokes sessions, not the ledger", testWithdraw},
 		{"old codes and dead sessions are purged", testPurge},
+		{"member codes: one per member, found by reference, erased at withdrawal", testMemberCodes},
+		{"member code attempts are counted per subject over a window, all or none", testCodeAttempts},
+		{"a member code step is claimed by one merchant", testCodeClaims},
+		{"a merchant's require_member_code is stored and read with its stores", testRequireMemberCode},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
