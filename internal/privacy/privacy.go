@@ -31,6 +31,7 @@ const version byte = 1
 type Phones struct {
 	aead   cipher.AEAD
 	macKey []byte
+	tokens *Tokens
 }
 
 // New derives the sealing and the lookup keys from a 32-byte data key (HKDF-
@@ -56,8 +57,17 @@ func New(dataKey []byte) (*Phones, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Phones{aead: aead, macKey: macKey}, nil
+	tokens, err := NewTokens(dataKey)
+	if err != nil {
+		return nil, err
+	}
+	return &Phones{aead: aead, macKey: macKey, tokens: tokens}, nil
 }
+
+// Tokens seals what the server gives clients to take back (cursors) with
+// a key derived from the same data key, so that every instance sharing
+// the key accepts them.
+func (p *Phones) Tokens() *Tokens { return p.tokens }
 
 // Seal encrypts a phone number: version, a random nonce, then the
 // ciphertext with its tag. The same number sealed twice looks different.
