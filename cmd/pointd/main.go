@@ -18,11 +18,12 @@ const usage = `pointd — a membership points ledger
 
 usage:
   pointd serve   [--addr HOST:PORT] [--data DIR | --db postgres://…] [--mode live|test]
-  pointd keys create --role admin|pos [--merchant ID] [--store ID] [--data DIR | --db URL]
+  pointd keys create --role admin|viewer|pos|app [--merchant ID] [--store ID] [--name N] [--mode live|test] [--data DIR | --db URL]
   pointd migrate [--check] [--data DIR | --db URL]
   pointd verify  [--data DIR | --db URL]
   pointd expire  [--data DIR | --db URL]
   pointd members merge --into A B [--reason R] [--data DIR | --db URL]
+  pointd members duplicates [--json] [--data DIR | --db URL]
   pointd incident --from T1 --to T2 [--store ID] [--json] [--data DIR | --db URL]
   pointd reconcile --receipts FILE.csv [--fix OUT] [--json] | --apply FILE  [--data DIR | --db URL]
   pointd surge   --target URL --admin-key KEY | --spawn "SERVE ARGS" | --spawn-data DIR  [--profile steady|launch|badge] [--duration D] [--rate R] [--fault KIND@T[:D]]… [--report FILE.html]
@@ -30,6 +31,11 @@ usage:
 Every flag can also be set as an environment variable: --db-conns is POINTD_DB_CONNS.
 Run 'pointd COMMAND --help' for a command's flags.
 `
+
+// keysUsage lists every role a key may have (keyRoles).
+var keysUsage = "usage: pointd keys create --role " + roleList("|", "|") +
+	" [--merchant ID] [--store ID] [--name N] [--mode live|test] [--data DIR | --db URL]\n" +
+	"  pos keys need --merchant; app keys need --name\n"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -51,7 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdServe(ctx, args[1:], stdout, stderr)
 	case "keys":
 		if len(args) < 2 || args[1] != "create" {
-			fmt.Fprint(stderr, "usage: pointd keys create --role admin|pos [--merchant ID] [--store ID] [--data DIR | --db URL]\n")
+			fmt.Fprint(stderr, keysUsage)
 			return 2
 		}
 		err = cmdKeysCreate(ctx, args[2:], stdout, stderr)
@@ -62,11 +68,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "expire":
 		err = cmdExpire(ctx, args[1:], stdout, stderr)
 	case "members":
-		if len(args) < 2 || args[1] != "merge" {
-			fmt.Fprint(stderr, membersMergeUsage)
+		switch {
+		case len(args) >= 2 && args[1] == "merge":
+			err = cmdMembersMerge(ctx, args[2:], stdout, stderr)
+		case len(args) >= 2 && args[1] == "duplicates":
+			err = cmdMembersDuplicates(ctx, args[2:], stdout, stderr)
+		default:
+			fmt.Fprint(stderr, membersMergeUsage+membersDuplicatesUsage)
 			return 2
 		}
-		err = cmdMembersMerge(ctx, args[2:], stdout, stderr)
 	case "incident", "reconcile":
 		err = cmdRepair(ctx, args[0], args[1:], stdout, stderr)
 	case "surge":

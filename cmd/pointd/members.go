@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -26,9 +25,11 @@ type memberFlags struct {
 	phoneCodes    int
 	ipRequests    int
 	logCodes      bool
+	fs            *flagSet
 }
 
-func (f *memberFlags) register(fs *flag.FlagSet) {
+func (f *memberFlags) register(fs *flagSet) {
+	f.fs = fs
 	fs.StringVar(&f.webhook, "otp-webhook", "", "URL that login codes are POSTed to as JSON (an SMS gateway); empty: codes are written to the log")
 	fs.StringVar(&f.webhookSecret, "otp-webhook-secret", "", "secret that signs each webhook request (X-Pointd-Signature, HMAC-SHA256); required with --otp-webhook")
 	fs.DurationVar(&f.webhookTO, "otp-webhook-timeout", 5*time.Second, "how long the webhook may take per code")
@@ -44,29 +45,32 @@ func (f *memberFlags) validate() error {
 	if f.webhook != "" {
 		u, err := url.Parse(f.webhook)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return fmt.Errorf("--otp-webhook must be an http(s) URL, got %q", f.webhook)
+			return f.fs.bad("otp-webhook", "must be an http(s) URL, e.g. https://sms.example/send")
+		}
+		if f.webhookSecret == "" {
+			return fmt.Errorf("--otp-webhook-secret (or POINTD_OTP_WEBHOOK_SECRET) of at least 16 characters is required with --otp-webhook")
 		}
 		if len(f.webhookSecret) < 16 {
-			return fmt.Errorf("--otp-webhook-secret (or POINTD_OTP_WEBHOOK_SECRET) of at least 16 characters is required with --otp-webhook")
+			return f.fs.bad("otp-webhook-secret", "must be at least 16 characters (openssl rand -hex 16)")
 		}
 	}
 	if f.webhookTO < 100*time.Millisecond || f.webhookTO > time.Minute {
-		return fmt.Errorf("--otp-webhook-timeout must be from 100ms to 1m, got %v", f.webhookTO)
+		return f.fs.bad("otp-webhook-timeout", "must be from 100ms to 1m")
 	}
 	if f.codeTTL < 30*time.Second || f.codeTTL > time.Hour {
-		return fmt.Errorf("--otp-ttl must be from 30s to 1h, got %v", f.codeTTL)
+		return f.fs.bad("otp-ttl", "must be from 30s to 1h")
 	}
 	if f.maxAttempts < 1 || f.maxAttempts > 20 {
-		return fmt.Errorf("--otp-max-attempts must be from 1 to 20, got %d", f.maxAttempts)
+		return f.fs.bad("otp-max-attempts", "must be from 1 to 20")
 	}
 	if f.sessionTTL < time.Minute || f.sessionTTL > 366*24*time.Hour {
-		return fmt.Errorf("--session-ttl must be from 1m to 366 days, got %v", f.sessionTTL)
+		return f.fs.bad("session-ttl", "must be from 1m to 366 days (8784h)")
 	}
 	if f.phoneCodes < 1 || f.phoneCodes > 100 {
-		return fmt.Errorf("--otp-phone-limit must be from 1 to 100, got %d", f.phoneCodes)
+		return f.fs.bad("otp-phone-limit", "must be from 1 to 100")
 	}
 	if f.ipRequests < 1 || f.ipRequests > 100_000 {
-		return fmt.Errorf("--otp-ip-limit must be from 1 to 100000, got %d", f.ipRequests)
+		return f.fs.bad("otp-ip-limit", "must be from 1 to 100000")
 	}
 	return nil
 }

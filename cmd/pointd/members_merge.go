@@ -6,10 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os/user"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -39,7 +39,7 @@ func cmdMembersMerge(ctx context.Context, args []string, stdout, stderr io.Write
 	reason := fs.String("reason", defaultMergeReason, "why the two are one person: kept in the merge transaction and the audit log")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), membersMergeUsage)
-		fs.PrintDefaults()
+		fs.printDefaults()
 	}
 	from, err := parseWithOne(fs, args, "B, the id of the member to merge")
 	if err != nil {
@@ -49,12 +49,18 @@ func cmdMembersMerge(ctx context.Context, args []string, stdout, stderr io.Write
 		fs.Usage()
 		return errors.New("--into A is required: the id of the member that stays")
 	}
+	if strings.TrimSpace(*reason) == "" {
+		return fs.bad("reason", "must say why the two are one person")
+	}
 	db, err := d.open(ctx, true)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 
+	if _, err := db.Member(ctx, *into); err != nil {
+		return fs.bad("into", "%v", err)
+	}
 	// What B is before, for the audit log and to say what moved.
 	before, err := db.Member(ctx, from)
 	if err != nil {
@@ -117,13 +123,13 @@ func cliActorName() string {
 
 // parseWithOne parses flags that may come before or after exactly one
 // positional argument (what names it, for the message when it is missing).
-func parseWithOne(fs *flag.FlagSet, args []string, what string) (string, error) {
-	if err := parse(fs, nil); err != nil { // the environment
+func parseWithOne(fs *flagSet, args []string, what string) (string, error) {
+	if err := fs.parseEnv(); err != nil {
 		return "", err
 	}
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := fs.parseArgs(args); err != nil {
 			return "", err
 		}
 		if fs.NArg() == 0 {

@@ -31,10 +31,10 @@ func TestServeDataKey(t *testing.T) {
 		want string // in stderr; "" for a clean stop
 	}{
 		{"PostgreSQL without a data key is refused", []string{"--db", "postgres://127.0.0.1:1/none"}, "--data-key (or POINTD_DATA_KEY) is required with PostgreSQL"},
-		{"a data key that is not base64 is refused", []string{"--data", t.TempDir(), "--data-key", "not a key"}, "--data-key: the data key is not base64"},
-		{"a data key of the wrong length is refused", []string{"--data", t.TempDir(), "--data-key", "c2hvcnQ="}, "--data-key: the data key must be 32 bytes"},
+		{"a data key that is not base64 is refused", []string{"--data", t.TempDir(), "--data-key", "not a key"}, "--data-key (hidden): the data key is not base64"},
+		{"a data key of the wrong length is refused", []string{"--data", t.TempDir(), "--data-key", "c2hvcnQ="}, "--data-key (hidden): the data key must be 32 bytes"},
 		{"a webhook without a secret is refused", []string{"--data", t.TempDir(), "--otp-webhook", "https://sms.example/send"}, "--otp-webhook-secret"},
-		{"a webhook that is not a URL is refused", []string{"--data", t.TempDir(), "--otp-webhook", "sms.example", "--otp-webhook-secret", "0123456789abcdef"}, "--otp-webhook must be an http(s) URL"},
+		{"a webhook that is not a URL is refused", []string{"--data", t.TempDir(), "--otp-webhook", "sms.example", "--otp-webhook-secret", "0123456789abcdef"}, "--otp-webhook sms.example: must be an http(s) URL"},
 		{"a code lifetime out of range is refused", []string{"--data", t.TempDir(), "--otp-ttl", "2h"}, "--otp-ttl"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,9 +32,11 @@ type overloadFlags struct {
 	queue     int
 	wait      time.Duration
 	poll      time.Duration
+	fs        *flagSet
 }
 
-func (o *overloadFlags) register(fs *flag.FlagSet) {
+func (o *overloadFlags) register(fs *flagSet) {
+	o.fs = fs
 	fs.StringVar(&o.redisURL, "redis", "", "Redis URL (redis://host:6379/0) to share rate limits between instances; empty: limits in this process only")
 	fs.StringVar(&o.redisPrefix, "redis-prefix", "pointd:", "start of every Redis key pointd writes, so that deployments can share one Redis")
 	fs.Float64Var(&o.keyRate, "rate-limit-key", 1000, "requests per second a non-admin API key may send unless it has its own limit (0: no limit)")
@@ -50,23 +51,28 @@ func (o *overloadFlags) register(fs *flag.FlagSet) {
 }
 
 func (o *overloadFlags) validate() error {
+	bad := o.fs.bad
 	switch {
 	case o.redisURL != "" && !strings.HasPrefix(o.redisURL, "redis://") && !strings.HasPrefix(o.redisURL, "rediss://"):
-		return fmt.Errorf("--redis must be a redis:// or rediss:// URL, got %q", redactURL(o.redisURL))
+		return bad("redis", "must be a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379/0")
 	case len(o.redisPrefix) > 100:
-		return fmt.Errorf("--redis-prefix must be at most 100 bytes")
-	case o.keyRate < 0 || o.keyRate > 1e6 || o.ipRate < 0 || o.ipRate > 1e6:
-		return fmt.Errorf("--rate-limit-key and --rate-limit-ip must be from 0 to 1000000")
-	case o.keyBurst < 0 || o.keyBurst > 1e6 || o.ipBurst < 0 || o.ipBurst > 1e6:
-		return fmt.Errorf("--rate-limit-key-burst and --rate-limit-ip-burst must be from 0 to 1000000")
+		return bad("redis-prefix", "must be at most 100 bytes")
+	case o.keyRate < 0 || o.keyRate > 1e6:
+		return bad("rate-limit-key", "must be from 0 (no limit) to 1000000")
+	case o.ipRate < 0 || o.ipRate > 1e6:
+		return bad("rate-limit-ip", "must be from 0 (no limit) to 1000000")
+	case o.keyBurst < 0 || o.keyBurst > 1e6:
+		return bad("rate-limit-key-burst", "must be from 0 (one second's worth) to 1000000")
+	case o.ipBurst < 0 || o.ipBurst > 1e6:
+		return bad("rate-limit-ip-burst", "must be from 0 (one second's worth) to 1000000")
 	case o.target < time.Millisecond:
-		return fmt.Errorf("--admission-target must be at least 1ms")
+		return bad("admission-target", "must be at least 1ms")
 	case o.queue < 0 || o.queue > 100_000:
-		return fmt.Errorf("--admission-queue must be from 0 to 100000")
+		return bad("admission-queue", "must be from 0 to 100000")
 	case o.wait < 0 || o.wait > time.Second:
-		return fmt.Errorf("--admission-wait must be from 0 to 1s: waiting is for bursts, not for overload")
+		return bad("admission-wait", "must be from 0 to 1s: waiting is for bursts, not for overload")
 	case o.poll < time.Second || o.poll > time.Hour:
-		return fmt.Errorf("--poll-interval must be from 1s to 1h")
+		return bad("poll-interval", "must be from 1s to 1h")
 	}
 	return nil
 }

@@ -35,6 +35,9 @@ func cmdIncident(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if err := d.validate(); err != nil {
+		return err
+	}
 	var q repair.IncidentQuery
 	var err error
 	if q.From, err = parseWhen("--from", *from); err != nil {
@@ -85,6 +88,9 @@ func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		return failed(stderr, err)
 	}
+	if err := d.validate(); err != nil {
+		return failed(stderr, err)
+	}
 	switch {
 	case (*receipts == "") == (*apply == ""):
 		return failed(stderr, errors.New("give either --receipts FILE.csv (compare) or --apply FILE (correct)"))
@@ -92,16 +98,19 @@ func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return failed(stderr, errors.New("--fix goes with --receipts"))
 	}
 	if *apply != "" {
+		if _, err := os.Stat(*apply); err != nil {
+			return failed(stderr, fs.bad("apply", "%v (the file --fix wrote)", err))
+		}
 		return reconcileApply(ctx, &d, *apply, stdout, stderr)
 	}
 	if *fix != "" {
 		if _, err := os.Lstat(*fix); err == nil {
-			return failed(stderr, fmt.Errorf("--fix %s: the file exists; reconcile never overwrites a corrections file", *fix))
+			return failed(stderr, fs.bad("fix", "the file exists; reconcile never overwrites a corrections file"))
 		}
 	}
 	f, err := os.Open(*receipts)
 	if err != nil {
-		return failed(stderr, err)
+		return failed(stderr, fs.bad("receipts", "%v", err))
 	}
 	lines, err := repair.ParseReceipts(f)
 	f.Close()

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,27 +58,54 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	m := auth.Mode(*mode)
-	if m != auth.ModeLive && m != auth.ModeTest {
-		return fmt.Errorf("--mode must be live or test, got %q", *mode)
+	switch {
+	case m != auth.ModeLive && m != auth.ModeTest:
+		return fs.bad("mode", "must be live or test")
+	case *queue < 1 || *queue > 1_000_000:
+		return fs.bad("write-queue", "must be from 1 to 1000000")
+	case *batch < 1 || *batch > 10_000:
+		return fs.bad("batch-max", "must be from 1 to 10000")
+	case *linger < 0 || *linger > time.Second:
+		return fs.bad("batch-linger", "must be from 0 (takes what is queued) to 1s")
+	case *keyCacheTTL < time.Second || *keyCacheTTL > 5*time.Minute:
+		return fs.bad("key-cache-ttl", "must be from 1s to 5m")
+	case *reqTimeout < 100*time.Millisecond:
+		return fs.bad("request-timeout", "must be at least 100ms, e.g. 10s")
+	case *expiryEvery < time.Second:
+		return fs.bad("expiry-interval", "must be at least 1s, e.g. 1m")
+	case *verifyEvery != 0 && *verifyEvery < time.Second:
+		return fs.bad("verify-interval", "must be 0 (never) or at least 1s, e.g. 1h")
+	case *dropEvery < 0:
+		return fs.bad("test-drop-every", "must be 0 (off) or a positive N")
+	case *noticeMaxAge < 0:
+		return fs.bad("notice-max-age", "must not be negative (0: not cached)")
+	case *pollInterval < time.Second:
+		return fs.bad("badge-poll", "must be at least 1s, e.g. 1m")
 	}
-	if *queue < 1 || *batch < 1 || *batch > 10_000 {
-		return fmt.Errorf("--write-queue must be positive and --batch-max from 1 to 10000")
-	}
-	if *keyCacheTTL < time.Second || *keyCacheTTL > 5*time.Minute {
-		return fmt.Errorf("--key-cache-ttl must be from 1s to 5m, got %v", *keyCacheTTL)
-	}
-	if *reqTimeout < 100*time.Millisecond || *expiryEvery < time.Second {
-		return fmt.Errorf("--request-timeout must be at least 100ms and --expiry-interval at least 1s")
+	if _, _, err := net.SplitHostPort(*addr); err != nil {
+		return fs.bad("addr", "must be HOST:PORT, e.g. 127.0.0.1:7070 or :7070")
 	}
 	if err := mf.validate(); err != nil {
 		return err
+	}
+	if err := d.validate(); err != nil {
+		return err
+	}
+	// The alert rules are read before anything opens: a mistake in them
+	// is a mistake in the configuration.
+	var af alert.File
+	if *alertsFile != "" {
+		var err error
+		if af, err = alert.LoadFile(*alertsFile); err != nil {
+			return fs.bad("alerts", "%v", err)
+		}
 	}
 	if d.db != "" && d.dataKey == "" {
 		return fmt.Errorf("--data-key (or POINTD_DATA_KEY) is required with PostgreSQL: every instance must seal and find phone numbers with the same key; make one with: openssl rand -base64 32")
 	}
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %v", err)
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil || strings.ContainsAny(*logLevel, "+-") {
+		return fs.bad("log-level", "must be debug, info, warn or error")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 
@@ -86,6 +114,14 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer db.Close()
+	if r := d.rekeyed; r != nil {
+		log.Info("phone numbers re-keyed to E.164", "region", d.numbers.plan.Region(), "read", r.Read, "rewritten", r.Changed,
+			"not_valid_kept", len(r.Unparsed), "duplicates", len(r.Duplicates))
+		if len(r.Duplicates) > 0 {
+			log.Warn("members share a phone number with an older member; nothing was merged: list them with pointd members duplicates",
+				"members", len(r.Duplicates))
+		}
+	}
 
 	if *dropEvery > 0 {
 		log.Warn("TESTING ONLY: this server loses every Nth ledger write", "n", *dropEvery)
@@ -119,10 +155,6 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		u, mx := poolStats(db)
 		return api.DBStats{InUse: u, Max: mx}
 	}
-	if *noticeMaxAge < 0 || *pollInterval < time.Second {
-		w.Close()
-		return fmt.Errorf("--notice-max-age must not be negative and --badge-poll must be at least 1s")
-	}
 	jobs, stopJobs := context.WithCancel(context.Background())
 	defer stopJobs()
 	// One Redis client for the shared caches and the shared rate limits.
@@ -140,7 +172,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	mt.Caches(api.CacheNames...)
-	apicfg := api.Config{Mode: m, RequestTimeout: *reqTimeout, LogRequests: *logRequests, DBStats: stats,
+	apicfg := api.Config{Mode: m, Phones: d.numbers.plan, RequestTimeout: *reqTimeout, LogRequests: *logRequests, DBStats: stats,
 		Metrics: mt, MetricsAuth: *metricsAuth, KeyCacheTTL: *keyCacheTTL,
 		Shared: shared, NoticeMaxAge: *noticeMaxAge, BadgePoll: *pollInterval}
 	if d.phones != nil { // cursors every instance sharing the data key accepts
@@ -149,6 +181,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ov.apply(&apicfg, *queue, *batch, w.PerOp, rdb, mt, log, stdout)
 	srv := api.New(apicfg, db, db, w, log, ready)
 	mcfg := mf.config(m, d.db != "", d.phones, log)
+	mcfg.Numbers = d.numbers.plan
 	srv.UseMembers(member.NewService(mcfg, db, db), db)
 	switch mcfg.Sender.(type) {
 	case nil:
@@ -156,15 +189,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case noSender:
 		log.Warn("member login codes are sent nowhere: this live server on PostgreSQL has no --otp-webhook (and no --otp-log-codes)")
 	}
-	var af alert.File
-	if *alertsFile != "" {
-		if af, err = alert.LoadFile(*alertsFile); err != nil {
-			w.Close()
-			return fmt.Errorf("--alerts: %w", err)
-		}
-	}
 	acfg := alert.Config{File: af, Logger: log}
-	ocfg := ops.Config{CheckAdminKey: ops.AdminKeys(db, m), Title: string(m), Logger: log}
+	ocfg := ops.Config{CheckKey: ops.Keys(db, m), Title: string(m), Logger: log}
 	if mt != nil { // a nil *Registry must not hide inside the interfaces
 		acfg.Gatherer, acfg.Registerer = mt.Registry(), mt.Registry()
 		ocfg.Gatherer = mt.Registry()
@@ -184,7 +210,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	root.Handle("/ops/", dash.Handler())
 	root.Handle("/", srv.Handler())
 	hs := &http.Server{
-		Handler:           root,
+		Handler:           api.CloseFramedTwice(root),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       *reqTimeout + 5*time.Second,
 		WriteTimeout:      *reqTimeout + 5*time.Second,
@@ -195,7 +221,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		w.Close()
-		return fmt.Errorf("listen on %s: %w", *addr, err)
+		return fs.bad("addr", "cannot listen: %v", err)
 	}
 	dbArg := "--data " + d.data
 	if d.db != "" {

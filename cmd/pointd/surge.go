@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/pointd/pointd/internal/surge"
@@ -46,6 +48,9 @@ func cmdSurge(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if err := checkSurgeFlags(fs, &cfg, *spawn); err != nil {
+		return err
+	}
 	if *cleanup != "" {
 		if cfg.Target == "" || cfg.AdminKey == "" {
 			return fmt.Errorf("--cleanup needs --target and --admin-key")
@@ -68,6 +73,50 @@ func cmdSurge(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if !res.Clean() {
 		return exitError(1)
+	}
+	return nil
+}
+
+// checkSurgeFlags refuses what surge would only find out once it ran.
+func checkSurgeFlags(fs *flagSet, cfg *surge.Config, spawn string) error {
+	switch {
+	case cfg.Target != "" && !strings.HasPrefix(cfg.Target, "http://") && !strings.HasPrefix(cfg.Target, "https://"):
+		return fs.bad("target", "must be the server's base URL, e.g. http://127.0.0.1:7070")
+	case cfg.Duration < 0:
+		return fs.bad("duration", "must be 0 (60s) or positive, e.g. 2m")
+	case cfg.Rate < 0:
+		return fs.bad("rate", "must be 0 (100/s) or positive")
+	case cfg.Members < 0:
+		return fs.bad("members", "must be 0 (200) or positive")
+	case cfg.Stores < 0:
+		return fs.bad("stores", "must be 0 (20) or positive")
+	case cfg.RequestTimeout < 0:
+		return fs.bad("request-timeout", "must be 0 (5s) or positive")
+	case fs.Lookup("spawn").Value.String() != "" && strings.TrimSpace(spawn) == "":
+		return fs.bad("spawn", `must be the arguments of "pointd serve", e.g. "--data DIR"`)
+	}
+	if _, err := surge.LoadShape(cfg.Profile); err != nil {
+		return fs.bad("profile", "%v", err)
+	}
+	if cfg.Report != "" {
+		if st, err := os.Stat(filepath.Dir(cfg.Report)); err != nil || !st.IsDir() {
+			return fs.bad("report", "its folder %s does not exist", filepath.Dir(cfg.Report))
+		}
+	}
+	if cfg.LogDir != "" {
+		if st, err := os.Stat(cfg.LogDir); err == nil && !st.IsDir() {
+			return fs.bad("spawn-logs", "must be a folder, and this is a file")
+		}
+	}
+	if sd := fs.Lookup("spawn-data").Value.String(); sd != "" {
+		if st, err := os.Stat(sd); err == nil && !st.IsDir() {
+			return fs.bad("spawn-data", "must be a folder, and this is a file")
+		}
+	}
+	if cfg.Binary != "" {
+		if st, err := os.Stat(cfg.Binary); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			return fs.bad("server-binary", "must be an executable pointd binary")
+		}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,7 +17,7 @@ func cmdKeysCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs := newFlags("keys create", stderr)
 	var d dbFlags
 	d.register(fs)
-	role := fs.String("role", "admin", "admin, viewer (reads everything, changes nothing), pos or app")
+	role := fs.String("role", "admin", "admin, viewer (reads everything, changes nothing), pos (a merchant's terminals, needs --merchant) or app (a member app's backend, needs --name)")
 	mode := fs.String("mode", "live", "live or test: must match the server's --mode")
 	merchant := fs.String("merchant", "", "merchant id (pos keys)")
 	store := fs.String("store", "", "store id (optional, confines a pos key to one store)")
@@ -26,18 +27,20 @@ func cmdKeysCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	m := auth.Mode(*mode)
 	if m != auth.ModeLive && m != auth.ModeTest {
-		return fmt.Errorf("--mode must be live or test, got %q", *mode)
+		return fs.bad("mode", "must be live or test")
 	}
 	r := auth.Role(*role)
 	switch {
-	case (r == auth.RoleAdmin || r == auth.RoleViewer || r == auth.RoleApp) && (*merchant != "" || *store != ""):
-		return fmt.Errorf("an %s key belongs to no merchant: drop --merchant and --store", r)
+	case !slices.Contains(keyRoles, r):
+		return fs.bad("role", "must be %s", roleList(", ", " or "))
+	case r != auth.RolePOS && *merchant != "":
+		return fs.bad("merchant", "an %s key belongs to no merchant: drop --merchant", r)
+	case r != auth.RolePOS && *store != "":
+		return fs.bad("store", "an %s key belongs to no store: drop --store", r)
 	case r == auth.RoleApp && strings.TrimSpace(*name) == "":
-		return fmt.Errorf("an app key needs --name: the app it belongs to")
+		return fs.bad("name", "an app key needs a name: the app it belongs to")
 	case r == auth.RolePOS && *merchant == "":
 		return fmt.Errorf("a pos key needs --merchant")
-	case r != auth.RoleAdmin && r != auth.RoleViewer && r != auth.RolePOS && r != auth.RoleApp:
-		return fmt.Errorf("--role must be admin, viewer, pos or app, got %q", *role)
 	}
 	db, err := d.open(ctx, true)
 	if err != nil {
@@ -46,15 +49,15 @@ func cmdKeysCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	defer db.Close()
 	if r == auth.RolePOS {
 		if _, err := db.Merchant(ctx, *merchant); err != nil {
-			return err
+			return fs.bad("merchant", "%v (the id POST /v1/merchants answered)", err)
 		}
 		if *store != "" {
 			si, err := db.StoreInfo(ctx, *store)
 			if err != nil {
-				return err
+				return fs.bad("store", "%v", err)
 			}
 			if si.MerchantID != *merchant {
-				return fmt.Errorf("store %s belongs to another merchant", *store)
+				return fs.bad("store", "belongs to another merchant than --merchant %s", *merchant)
 			}
 		}
 	}
@@ -66,6 +69,26 @@ func cmdKeysCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fmt.Fprintf(stdout, "created %s %s key %s (id %s); it is shown only this once:\n", m, r, k.Prefix, k.ID)
 	fmt.Fprintln(stdout, secret)
 	return nil
+}
+
+// keyRoles are the roles a stored key may have, in the order usage texts
+// list them.
+var keyRoles = []auth.Role{auth.RoleAdmin, auth.RoleViewer, auth.RolePOS, auth.RoleApp}
+
+// roleList lists keyRoles: roleList("|", "|") is admin|viewer|pos|app.
+func roleList(sep, last string) string {
+	var b strings.Builder
+	for i, r := range keyRoles {
+		switch {
+		case i == 0:
+		case i == len(keyRoles)-1:
+			b.WriteString(last)
+		default:
+			b.WriteString(sep)
+		}
+		b.WriteString(string(r))
+	}
+	return b.String()
 }
 
 func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -103,6 +126,12 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	for _, a := range applied {
 		fmt.Fprintln(stdout, "applied "+a)
 	}
+	if d.phones != nil && len(applied) > 0 {
+		if err := d.usePhones(ctx, db); err != nil {
+			return err
+		}
+	}
+	d.reportRekey(stdout)
 	fmt.Fprintf(stdout, "%s: up to date (%d applied now)\n", d.describe(), len(applied))
 	return nil
 }

@@ -422,6 +422,16 @@ func DefaultRules() []Rule {
 			Summary: "{{value_pct}}% of requests refused for load over the last minute (limit 1%)",
 		},
 		{
+			// An outage of seconds is already over by the time a ratio
+			// over a minute would fire: the first request the database
+			// could not serve raises it.
+			Name: "DatabaseUnavailable", Severity: SeverityCritical,
+			Metric: "pointd_refusals_total", Labels: map[string]string{"reason": "database_unavailable"},
+			Increase: true, Window: time.Minute,
+			Op: ">", Threshold: 0, For: 0, KeepFiringFor: d(2 * time.Minute),
+			Summary: "{{value}} requests answered 503 database_unavailable in the last minute: the database cannot be reached or does not answer",
+		},
+		{
 			Name: "KeyModeMismatch", Severity: SeverityCritical,
 			Metric: "pointd_key_mode_mismatch_total", Increase: true, Window: 5 * time.Minute,
 			Op: ">", Threshold: 0, For: 0, KeepFiringFor: d(0),

@@ -134,6 +134,22 @@ func TestDefaultRulesOnPointdMetrics(t *testing.T) {
 			t.Fatalf("after four clean minutes: %s", s)
 		}
 	})
+	t.Run("DatabaseUnavailable", func(t *testing.T) {
+		m.Refused(metrics.ReasonOverloaded) // load is the other rule's
+		tick(2, nil)
+		if s := state("DatabaseUnavailable"); s != "inactive" {
+			t.Fatalf("an overloaded refusal: %s", s)
+		}
+		m.Refused(metrics.ReasonDatabase)
+		tick(1, nil)
+		if s := state("DatabaseUnavailable"); s != StateFiring {
+			t.Fatalf("a request answered database_unavailable: %s", s)
+		}
+		tick(3*60+1, nil)
+		if s := state("DatabaseUnavailable"); s != "inactive" {
+			t.Fatalf("three quiet minutes later: %s", s)
+		}
+	})
 	t.Run("LedgerVerifyFailed", func(t *testing.T) {
 		tick(1, nil)
 		if s := state("LedgerVerifyFailed"); s != "inactive" {

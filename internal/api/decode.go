@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pointd/pointd/internal/ledger"
+	"github.com/pointd/pointd/internal/suggest"
 )
 
 // maxBody bounds every request body: the largest valid one is far smaller.
@@ -86,7 +87,7 @@ func checkShape(body []byte, dst any) *ledger.Error {
 		}
 		name, _ := tok.(string)
 		if !allowed[name] {
-			return &ledger.Error{Code: ledger.CodeValidation, Field: name, Message: "is not a known field (names are case-sensitive)"}
+			return unknownField(name, allowed)
 		}
 		if seen[name] {
 			return &ledger.Error{Code: ledger.CodeValidation, Field: name, Message: "appears more than once"}
@@ -107,6 +108,21 @@ func checkShape(body []byte, dst any) *ledger.Error {
 		return &ledger.Error{Code: codeMalformedJSON, Message: "the body has data after the JSON object"}
 	}
 	return nil
+}
+
+// unknownField refuses a name the request does not have, with the known
+// name it most likely is a typo of: a POS integrator reads the answer, not
+// the OpenAPI document, when a request is refused.
+func unknownField(name string, allowed map[string]bool) *ledger.Error {
+	known := make([]string, 0, len(allowed))
+	for n := range allowed {
+		known = append(known, n)
+	}
+	msg := fmt.Sprintf("unknown field %q (names are case-sensitive)", name)
+	if near := suggest.Nearest(name, known); near != "" {
+		msg = fmt.Sprintf("unknown field %q: did you mean %s?", name, near)
+	}
+	return &ledger.Error{Code: ledger.CodeValidation, Field: name, Message: msg}
 }
 
 var fieldCache sync.Map // reflect.Type → map[string]bool
@@ -150,7 +166,7 @@ func jsonError(err error) *ledger.Error {
 		return &ledger.Error{Code: codeMalformedJSON, Message: "the JSON ends too early"}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return &ledger.Error{Code: ledger.CodeValidation, Field: name, Message: "is not a known field"}
+		return &ledger.Error{Code: ledger.CodeValidation, Field: name, Message: fmt.Sprintf("unknown field %q", name)}
 	}
 	return &ledger.Error{Code: codeMalformedJSON, Message: err.Error()}
 }

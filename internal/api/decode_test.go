@@ -17,6 +17,7 @@ func TestDecodeBytes(t *testing.T) {
 		empty bool
 		code  string // "" when accepted
 		field string
+		msg   string // in the message, when refused
 		want  earnRequest
 	}{
 		{name: "a full earn is taken", body: `{"member_id":"m","store_id":"s","receipt":"r","purchase_amount":5,"points":2}`,
@@ -31,8 +32,12 @@ func TestDecodeBytes(t *testing.T) {
 		{name: "a nested object is refused at its name", body: `{"store_id":{"a":1,"a":2}}`, code: ledger.CodeValidation, field: "store_id"},
 		{name: "an array is refused at its name", body: `{"points":[1]}`, code: ledger.CodeValidation, field: "points"},
 		{name: "a duplicate name in other letter case is refused", body: `{"receipt":"a","RECEIPT":"b"}`, code: ledger.CodeValidation, field: "RECEIPT"},
-		{name: "a known name in other letter case is unknown", body: `{"Receipt":"a"}`, code: ledger.CodeValidation, field: "Receipt"},
-		{name: "an unknown name is named", body: `{"x":1}`, code: ledger.CodeValidation, field: "x"},
+		{name: "a known name in other letter case is unknown", body: `{"Receipt":"a"}`, code: ledger.CodeValidation, field: "Receipt",
+			msg: `unknown field "Receipt": did you mean receipt?`},
+		{name: "an unknown name is named", body: `{"x":1}`, code: ledger.CodeValidation, field: "x", msg: `unknown field "x" (names are case-sensitive)`},
+		{name: "a typo is answered with the name it most likely is", body: `{"purchase_amout":5}`, code: ledger.CodeValidation,
+			field: "purchase_amout", msg: `unknown field "purchase_amout": did you mean purchase_amount?`},
+		{name: "two letters swapped too", body: `{"member_di":"m"}`, code: ledger.CodeValidation, field: "member_di", msg: "did you mean member_id?"},
 		{name: "a wrong type is named", body: `{"points":"1"}`, code: ledger.CodeValidation, field: "points"},
 		{name: "an out of range number is named", body: `{"points":1e30}`, code: ledger.CodeValidation, field: "points"},
 		{name: "trailing data is refused", body: `{}{}`, code: codeMalformedJSON},
@@ -57,6 +62,9 @@ func TestDecodeBytes(t *testing.T) {
 			}
 			if err.Code != c.code || !strings.EqualFold(err.Field, c.field) {
 				t.Fatalf("refused as %s (field %q), want %s (field %q)", err.Code, err.Field, c.code, c.field)
+			}
+			if !strings.Contains(err.Message, c.msg) {
+				t.Fatalf("message %q, want it to say %q", err.Message, c.msg)
 			}
 		})
 	}

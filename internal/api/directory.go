@@ -178,7 +178,7 @@ func (s *Server) createMember(w http.ResponseWriter, r *http.Request) {
 	if !s.read(w, r, &req, false) {
 		return
 	}
-	phone, perr := normalizePhone(req.Phone)
+	phone, perr := s.normalizePhone("phone", req.Phone)
 	if perr != nil {
 		writeProblem(w, r, perr)
 		return
@@ -258,9 +258,10 @@ func (s *Server) findMembers(w http.ResponseWriter, r *http.Request) {
 		}
 		m, err = s.store.MemberByCard(r.Context(), card)
 	case phone != "":
-		p, perr := normalizePhone(phone)
+		// A query string turns an unencoded + into a space (NormalizeQuery).
+		p, perr := s.cfg.Phones.NormalizeQuery(phone)
 		if perr != nil {
-			writeProblem(w, r, perr)
+			writeProblem(w, r, ledger.Invalid("phone", "%s", perr.Error()))
 			return
 		}
 		m, err = s.store.MemberByPhone(r.Context(), p)
@@ -395,24 +396,12 @@ func checkName(field, v string) *ledger.Error {
 	return nil
 }
 
-// normalizePhone keeps digits and a leading +, dropping the spaces, dashes
-// and brackets people type, and wants 7 to 15 digits (E.164's range).
-func normalizePhone(p string) (string, *ledger.Error) {
-	var b strings.Builder
-	for i, r := range p {
-		switch {
-		case r >= '0' && r <= '9':
-			b.WriteRune(r)
-		case r == '+' && i == 0:
-			b.WriteRune(r)
-		case r == ' ' || r == '-' || r == '(' || r == ')' || r == '.':
-		default:
-			return "", ledger.Invalid("phone", "must be a phone number: digits, optionally a leading +")
-		}
+// normalizePhone reads a phone number of a request body into E.164, or
+// refuses it naming field.
+func (s *Server) normalizePhone(field, p string) (string, *ledger.Error) {
+	n, err := s.cfg.Phones.Normalize(p)
+	if err != nil {
+		return "", ledger.Invalid(field, "%s", err.Error())
 	}
-	n := strings.TrimPrefix(b.String(), "+")
-	if len(n) < 7 || len(n) > 15 {
-		return "", ledger.Invalid("phone", "must have 7 to 15 digits")
-	}
-	return b.String(), nil
+	return n, nil
 }

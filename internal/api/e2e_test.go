@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/pointd/pointd/internal/ledger"
@@ -161,6 +162,21 @@ func endToEnd(t *testing.T, h0 *harness) {
 		problem(t, h.post("/v1/redemptions", pos, h.idem(), map[string]any{
 			"member_id": member.ID, "store_id": shop.ID, "receipt": h.receipt(), "points": balance + 1,
 		}), http.StatusUnprocessableEntity, ledger.CodeInsufficientPoints, "-")
+		h.unchanged(before, member.ID)
+	})
+	step("a card number sent as member_id is refused with where it goes, and writes nothing", func(t *testing.T, h *harness) {
+		before := h.snap(member.ID)
+		for path, body := range map[string]map[string]any{
+			"/v1/earns":       {"store_id": shop.ID, "receipt": h.receipt(), "purchase_amount": 1000},
+			"/v1/redemptions": {"store_id": shop.ID, "receipt": h.receipt(), "points": 1},
+			"/v1/holds":       {"store_id": shop.ID, "points": 1},
+		} {
+			body["member_id"] = member.CardNumber
+			p := problem(t, h.post(path, pos, h.idem(), body), http.StatusBadRequest, ledger.CodeValidation, "member_id")
+			if !strings.Contains(p.Detail, "send it as card_number") {
+				t.Errorf("%s: detail %q does not say to send card_number", path, p.Detail)
+			}
+		}
 		h.unchanged(before, member.ID)
 	})
 	step("a hold captured in part posts the part and releases the rest", func(t *testing.T, h *harness) {

@@ -3,6 +3,9 @@ package api
 import (
 	"context"
 	"errors"
+	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/pointd/pointd/internal/auth"
 )
@@ -16,16 +19,14 @@ func (s *Server) lookupKey(ctx context.Context, hash []byte) (cachedKey, error) 
 	if ck, ok := s.keys.get(h); ok {
 		return ck, nil
 	}
-	v, err, _ := s.keyFlight.Do(h, func() (any, error) {
+	v, err := sharedLoad(ctx, &s.keyFlight, h, func(lctx context.Context) (any, error) {
 		gen := s.keys.begin()
-		// Detached from the first caller: the others wait for this result
-		// even if that caller leaves.
-		k, err := s.keyStore.KeyByHash(context.WithoutCancel(ctx), hash)
+		k, err := s.keyStore.KeyByHash(lctx, hash)
 		var ck cachedKey
 		switch {
 		case err == nil:
 			ck = cachedKey{key: k, found: true}
-			if ck.merchantStatus, ck.storeStatus, err = s.ownerStatus(context.WithoutCancel(ctx), k); err != nil {
+			if ck.merchantStatus, ck.storeStatus, err = s.ownerStatus(lctx, k); err != nil {
 				return cachedKey{}, err
 			}
 		case errors.Is(err, auth.ErrKeyNotFound):
@@ -39,6 +40,32 @@ func (s *Server) lookupKey(ctx context.Context, hash []byte) (cachedKey, error) 
 		return cachedKey{}, err
 	}
 	return v.(cachedKey), nil
+}
+
+// sharedLoadTimeout bounds a load that sharedLoad detached from its callers:
+// against a database that accepts connections but does not answer, an
+// unbounded one would hold its connection (and every later caller of the
+// same key) until TCP gave up, minutes later.
+const sharedLoadTimeout = 10 * time.Second
+
+// sharedLoad runs load once for all concurrent callers of key, detached from
+// the first caller (the others wait for its result even if that caller
+// leaves) but bounded by sharedLoadTimeout. Each caller waits only as long
+// as its own context: when that ends first it gets the context's error,
+// which writeError answers as the database's outage, not a request held
+// past its deadline.
+func sharedLoad(ctx context.Context, g *singleflight.Group, key string, load func(context.Context) (any, error)) (any, error) {
+	ch := g.DoChan(key, func() (any, error) {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedLoadTimeout)
+		defer cancel()
+		return load(lctx)
+	})
+	select {
+	case r := <-ch:
+		return r.Val, r.Err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // dropKeys forgets the cached keys that match: how a revocation, a rotation

@@ -133,7 +133,7 @@ func (s *Server) read(w http.ResponseWriter, r *http.Request, dst any, allowEmpt
 		return false
 	}
 	if k := r.Header.Get(headerIdempotencyKey); len(k) > 255 || !printableASCII(k) {
-		writeProblem(w, r, ledger.Invalid(headerIdempotencyKey, "must be 1 to 255 printable ASCII characters"))
+		writeProblem(w, r, ledger.Invalid(headerIdempotencyKey, "must be 1 to 255 printable ASCII characters, no spaces (a UUID is best)"))
 		return false
 	}
 	if err := decode(r, dst, allowEmpty); err != nil {
@@ -199,6 +199,11 @@ func (s *Server) memberID(r *http.Request, memberID, card string) (string, error
 	switch {
 	case memberID != "" && card != "":
 		return "", ledger.Invalid("card_number", "give member_id or card_number, not both")
+	case memberID != "" && ledger.ValidCardNumber(memberID):
+		// pointd's member ids are UUIDs: 16 digits with a valid check
+		// digit are the card printed on the member's card, sent in the
+		// wrong field.
+		return "", ledger.Invalid("member_id", "is a card number, not a member id: send it as card_number")
 	case memberID != "":
 		return memberID, nil
 	case card == "":

@@ -380,7 +380,9 @@ func TestRequestTimeoutReachesTheWriter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := problem(t, r, http.StatusServiceUnavailable, ledger.CodeUnavailable, "-")
+	// The writer's batch waits at the gate, as for a database that does
+	// not answer: the earn that ran out of time waited for the database.
+	p := problem(t, r, http.StatusServiceUnavailable, ledger.CodeDatabaseUnavailable, "-")
 	if !strings.Contains(p.Detail, "ran out of time") {
 		t.Errorf("detail %q", p.Detail)
 	}

@@ -104,12 +104,9 @@ func (s *Server) requestOTP(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, err)
 		return
 	}
-	phone, perr := normalizePhone(req.Phone)
-	if perr != nil {
-		writeProblem(w, r, perr)
-		return
-	}
-	exp, err := s.members.RequestCode(r.Context(), phone, clientIP(r))
+	// The service reads the number in any spelling (and refuses what is
+	// none), so that every spelling counts against one limit.
+	exp, err := s.members.RequestCode(r.Context(), req.Phone, clientIP(r))
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -139,16 +136,11 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, err)
 		return
 	}
-	phone, perr := normalizePhone(req.Phone)
-	if perr != nil {
-		writeProblem(w, r, perr)
-		return
-	}
 	if len(req.Code) != 6 || strings.Trim(req.Code, "0123456789") != "" {
 		writeProblem(w, r, ledger.Invalid("code", "must be the 6 digits of the code sent"))
 		return
 	}
-	token, sess, created, err := s.members.Login(r.Context(), phone, req.Code, clientIP(r))
+	token, sess, created, err := s.members.Login(r.Context(), req.Phone, req.Code, clientIP(r))
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -390,9 +382,9 @@ func (s *Server) authenticateSession(w http.ResponseWriter, r *http.Request, tok
 	now := s.members.Now()
 	e, ok := s.sessions.get(h)
 	if !ok {
-		v, err, _ := s.keyFlight.Do("session\x00"+h, func() (any, error) {
+		v, err := sharedLoad(r.Context(), &s.keyFlight, "session\x00"+h, func(lctx context.Context) (any, error) {
 			gen := s.sessions.begin()
-			sess, err := s.members.Authenticate(context.WithoutCancel(r.Context()), token)
+			sess, err := s.members.Authenticate(lctx, token)
 			var e cachedSession
 			switch {
 			case err == nil:

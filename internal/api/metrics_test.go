@@ -284,7 +284,9 @@ func TestMetricsKeyModeMismatch(t *testing.T) {
 
 // TestMetricsRefusals: with the writer held and a queue of one, what does
 // not fit is refused as overloaded; what was admitted but outlives its
-// deadline is refused as deadline; each 503 is counted once, by its reason.
+// deadline while the held batch does not commit (as with a database that
+// does not answer) is refused as database_unavailable; each 503 is counted
+// once, by its reason.
 func TestMetricsRefusals(t *testing.T) {
 	gate := make(chan struct{})
 	var once sync.Once
@@ -322,12 +324,13 @@ func TestMetricsRefusals(t *testing.T) {
 		}
 		counts[p.Code]++
 	}
-	if counts[ledger.CodeOverloaded] == 0 || counts[ledger.CodeUnavailable] == 0 {
-		t.Fatalf("want both overloaded and deadline refusals, got %v", counts)
+	if counts[ledger.CodeOverloaded] == 0 || counts[ledger.CodeDatabaseUnavailable] == 0 {
+		t.Fatalf("want both overloaded and database_unavailable refusals, got %v", counts)
 	}
 	mfs := h.scrapeMetrics("")
 	wantMetric(t, mfs, "pointd_refusals_total", map[string]string{"reason": "overloaded"}, counts[ledger.CodeOverloaded])
-	wantMetric(t, mfs, "pointd_refusals_total", map[string]string{"reason": "deadline"}, counts[ledger.CodeUnavailable])
+	wantMetric(t, mfs, "pointd_refusals_total", map[string]string{"reason": "database_unavailable"}, counts[ledger.CodeDatabaseUnavailable])
+	wantMetric(t, mfs, "pointd_refusals_total", map[string]string{"reason": "deadline"}, 0)
 	wantMetric(t, mfs, "pointd_refusals_total", map[string]string{"reason": "unavailable"}, 0)
 	wantMetric(t, mfs, "pointd_refusals_total", map[string]string{"reason": "rate_limited"}, 0)
 	wantMetric(t, mfs, "pointd_ledger_operations_total", map[string]string{"kind": "earn", "outcome": "overloaded"}, counts[ledger.CodeOverloaded])

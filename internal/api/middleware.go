@@ -32,6 +32,9 @@ const (
 type reqInfo struct {
 	id  string
 	log *slog.Logger
+	// classify is the store's ErrorClassifier (nil without one): writeError
+	// tells a database outage from a bug with it.
+	classify func(error) error
 }
 
 func requestID(r *http.Request) string {
@@ -62,7 +65,7 @@ func (s *Server) withBasics(next http.Handler) http.Handler {
 			id = newRequestID()
 		}
 		w.Header().Set(headerRequestID, id)
-		ctx := context.WithValue(r.Context(), keyReqInfo, reqInfo{id: id, log: s.log})
+		ctx := context.WithValue(r.Context(), keyReqInfo, reqInfo{id: id, log: s.log, classify: s.classify})
 		timeout, badTimeout := requestTimeout(r, s.cfg.RequestTimeout) // overload.go
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()

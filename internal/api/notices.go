@@ -191,7 +191,7 @@ func (s *Server) listNotices(w http.ResponseWriter, r *http.Request) {
 	}
 	merchant := q.Get("merchant_id")
 	if len(merchant) > 64 || !printableASCII(merchant) {
-		writeProblem(w, r, ledger.Invalid("merchant_id", "is not an id"))
+		writeProblem(w, r, ledger.Invalid("merchant_id", "is not an id: 1 to 64 printable ASCII characters, no spaces"))
 		return
 	}
 	var after *notice.Cursor

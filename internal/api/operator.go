@@ -69,7 +69,11 @@ func (s *Server) appendAudit(r *http.Request, e *backoffice.Entry) {
 	if s.office == nil {
 		return
 	}
-	if err := s.office.AppendAudit(context.WithoutCancel(r.Context()), *e); err != nil {
+	// Detached so that a caller leaving does not lose the entry, bounded so
+	// that a database that does not answer does not hold the answer.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), sharedLoadTimeout)
+	defer cancel()
+	if err := s.office.AppendAudit(ctx, *e); err != nil {
 		logger(r).Error("audit entry not written", "err", err, "action", e.Action, "target", e.TargetID)
 	}
 }
@@ -646,7 +650,7 @@ func (s *Server) auditLog(w http.ResponseWriter, r *http.Request) {
 	f := backoffice.AuditFilter{TargetID: q.Get("target"), ActorKeyID: q.Get("actor"), Limit: defaultPageSize}
 	for field, v := range map[string]string{"target": f.TargetID, "actor": f.ActorKeyID} {
 		if len(v) > 64 || !printableASCII(v) && v != "" {
-			writeProblem(w, r, ledger.Invalid(field, "is an id: at most 64 printable ASCII characters"))
+			writeProblem(w, r, ledger.Invalid(field, "is an id: 1 to 64 printable ASCII characters, no spaces"))
 			return
 		}
 	}

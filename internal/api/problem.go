@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -64,6 +65,7 @@ var statusOf = map[string]int{
 	ledger.CodeInternal:            http.StatusInternalServerError,
 	ledger.CodeOverloaded:          http.StatusServiceUnavailable,
 	ledger.CodeUnavailable:         http.StatusServiceUnavailable,
+	ledger.CodeDatabaseUnavailable: http.StatusServiceUnavailable,
 }
 
 // Problem is an RFC 9457 problem document with pointd's extensions: a stable
@@ -78,15 +80,40 @@ type Problem struct {
 	RequestID string `json:"request_id,omitempty"`
 }
 
-// writeError answers err as a problem. Errors without a code are internal:
-// logged in full, answered without detail.
+// writeError answers err as a problem. A database outage is answered 503
+// database_unavailable (classifyError); other errors without a code are
+// internal: logged in full, answered without detail.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	err = classifyError(r, err)
 	var e *ledger.Error
 	if !errors.As(err, &e) {
 		logger(r).Error("internal error", "err", err)
 		e = &ledger.Error{Code: ledger.CodeInternal, Message: "an internal error occurred; it has been logged"}
 	}
 	writeProblem(w, r, e)
+}
+
+// classifyError turns a store error that means the database is out of reach
+// into ledger.DatabaseUnavailable, with the store's classifier; a deadline
+// that passed while the request waited for a load (a cache's, say) is one
+// too: the request's deadline only runs out waiting for the database.
+func classifyError(r *http.Request, err error) error {
+	var e *ledger.Error
+	if err == nil || errors.As(err, &e) {
+		return err
+	}
+	info, _ := r.Context().Value(keyReqInfo).(reqInfo)
+	if info.classify != nil {
+		if c := info.classify(err); ledger.IsDatabaseUnavailable(c) {
+			logger(r).Warn("database unavailable", "err", err)
+			return c
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() != nil {
+		logger(r).Warn("database unavailable", "err", err)
+		return ledger.DatabaseUnavailable(err, false)
+	}
+	return err
 }
 
 func writeProblem(w http.ResponseWriter, r *http.Request, e *ledger.Error) {

@@ -22,13 +22,18 @@ import (
 	"github.com/pointd/pointd/internal/member"
 	"github.com/pointd/pointd/internal/metrics"
 	"github.com/pointd/pointd/internal/notice"
+	"github.com/pointd/pointd/internal/phone"
 	"github.com/pointd/pointd/internal/privacy"
 	"github.com/pointd/pointd/internal/ratelimit"
 )
 
 // Config tunes the HTTP layer.
 type Config struct {
-	Mode           auth.Mode
+	Mode auth.Mode
+	// Phones reads the phone numbers that requests carry (member creation,
+	// lookups, login codes) into E.164; the zero Plan reads national
+	// numbers as Korean ones (phone.DefaultRegion).
+	Phones         phone.Plan
 	RequestTimeout time.Duration // every request's deadline
 	KeyCacheTTL    time.Duration // how long a checked key is trusted without a lookup
 	LogRequests    bool
@@ -83,6 +88,7 @@ type DBStats struct {
 // Server serves the API.
 type Server struct {
 	cfg       Config
+	classify  func(error) error // the store's ledger.ErrorClassifier; nil without one
 	store     ledger.Store
 	keyStore  auth.KeyStore
 	writer    *ledger.Writer
@@ -142,6 +148,13 @@ func New(cfg Config, store ledger.Store, keys auth.KeyStore, writer *ledger.Writ
 	// the log) stand until UseMembers configures the service.
 	if ms, ok := store.(member.Store); ok {
 		s.members, s.memberStore = member.NewService(member.Config{Mode: cfg.Mode, Log: log}, ms, store), ms
+	}
+	// A database outage must be told from a bug wherever a store's error
+	// reaches the caller (writeError).
+	if c, ok := store.(ledger.ErrorClassifier); ok {
+		s.classify = c.ClassifyError
+	} else if c, ok := keys.(ledger.ErrorClassifier); ok {
+		s.classify = c.ClassifyError
 	}
 	s.initReadPath()
 	return s
@@ -239,13 +252,13 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("GET /metrics", guard(s.metrics.Handler()))
 	}
 	handle("GET /debug/pprof/", admin, pprof.Index)
-	handle("GET /debug/pprof/cmdline", admin, pprof.Cmdline)
+	handle("GET /debug/pprof/cmdline", admin, cmdline)
 	handle("GET /debug/pprof/profile", admin, pprof.Profile)
 	handle("GET /debug/pprof/symbol", admin, pprof.Symbol)
 	handle("POST /debug/pprof/symbol", admin, pprof.Symbol)
 	handle("GET /debug/pprof/trace", admin, pprof.Trace)
 
-	return s.withBasics(s.limitIP(problemRouting(mux)))
+	return closeFramedTwice(s.withBasics(s.limitIP(problemRouting(mux))))
 }
 
 // loopbackOnly lets through requests from this machine's loopback addresses
@@ -310,8 +323,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := s.ready(ctx); err != nil {
+			// The probe is a database read: whatever it failed with, the
+			// database does not serve, and a load balancer should send the
+			// traffic elsewhere until it does.
 			logger(r).Warn("not ready", "err", err)
-			writeProblem(w, r, &ledger.Error{Code: ledger.CodeUnavailable, Message: "the database is not reachable", RetryAfter: 1})
+			writeProblem(w, r, &ledger.Error{Code: ledger.CodeDatabaseUnavailable, Message: "the database is not reachable", RetryAfter: ledger.DatabaseRetryAfter})
 			return
 		}
 	}

@@ -32,6 +32,12 @@ const (
 	CodeConflict            = "conflict"
 	CodeOverloaded          = "overloaded"
 	CodeUnavailable         = "unavailable"
+	// CodeDatabaseUnavailable: the database could not be reached, did not
+	// answer within the request's deadline, or lost the connection while a
+	// commit's outcome was unknown. Nothing about the request was wrong: the
+	// same request, with the same Idempotency-Key, is retried after
+	// Retry-After and learns the outcome.
+	CodeDatabaseUnavailable = "database_unavailable"
 	CodeInternal            = "internal"
 )
 
@@ -43,13 +49,55 @@ type Error struct {
 	Field   string
 	// RetryAfter, in seconds, tells an overloaded caller when to come back.
 	RetryAfter int
+	// Err is the cause, for logs and errors.Is; never shown to the caller.
+	Err error
 }
 
 func (e *Error) Error() string {
+	s := e.Code + ": " + e.Message
 	if e.Field != "" {
-		return fmt.Sprintf("%s: %s (%s)", e.Code, e.Message, e.Field)
+		s = fmt.Sprintf("%s: %s (%s)", e.Code, e.Message, e.Field)
 	}
-	return e.Code + ": " + e.Message
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// DatabaseRetryAfter is the Retry-After, in seconds, of a database outage:
+// long enough that a till's retries do not hammer a database coming back,
+// short enough that a failover or restart is barely noticed.
+const DatabaseRetryAfter = 2
+
+// DatabaseUnavailable is the answer to a request the database could not
+// serve because it was out of reach or did not answer in time. A store
+// makes it from cause (ErrorClassifier); unknownOutcome says a commit was
+// sent and its answer lost, so the write may or may not have happened.
+func DatabaseUnavailable(cause error, unknownOutcome bool) *Error {
+	msg := "the database cannot be reached or did not answer in time; retry after Retry-After with the same Idempotency-Key"
+	if unknownOutcome {
+		msg = "the connection to the database was lost while committing, so the outcome is not known; retry after Retry-After with the same Idempotency-Key to learn it (it is applied at most once)"
+	}
+	return &Error{Code: CodeDatabaseUnavailable, Message: msg, RetryAfter: DatabaseRetryAfter, Err: cause}
+}
+
+// IsDatabaseUnavailable reports whether err is, or wraps, a database outage.
+func IsDatabaseUnavailable(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == CodeDatabaseUnavailable
+}
+
+// ErrorClassifier is implemented by a store that can tell, among the errors
+// of its driver, those that mean the database is out of reach or did not
+// answer in time (connection refused or lost, a deadline passed during a
+// call, a commit whose answer was lost) from those that mean the request or
+// the data was wrong.
+type ErrorClassifier interface {
+	// ClassifyError returns err as a DatabaseUnavailable *Error when it is
+	// an outage, and err itself otherwise (nil stays nil).
+	ClassifyError(err error) error
 }
 
 // Errorf returns an *Error with a formatted message.

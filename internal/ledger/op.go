@@ -97,7 +97,7 @@ const (
 func (op *Op) Validate() error {
 	if op.IdempotencyKey != "" {
 		if len(op.IdempotencyKey) > maxIdemKeyLen || !printable(op.IdempotencyKey) {
-			return Invalid("Idempotency-Key", "must be 1 to %d printable ASCII characters", maxIdemKeyLen)
+			return Invalid("Idempotency-Key", "must be 1 to %d printable ASCII characters, no spaces (a UUID is best)", maxIdemKeyLen)
 		}
 	}
 	needPositive := func(field string, p *int64, max int64) error {
@@ -208,7 +208,7 @@ func needID(field, v string) error {
 		return Invalid(field, "is required")
 	}
 	if len(v) > maxIDLen || !printable(v) {
-		return Invalid(field, "is not a valid id")
+		return Invalid(field, "is not a valid id: 1 to %d printable ASCII characters, no spaces", maxIDLen)
 	}
 	return nil
 }
@@ -218,7 +218,7 @@ func needReceipt(v string) error {
 		return Invalid("receipt", "is required")
 	}
 	if len(v) > maxReceiptLen || !printable(v) {
-		return Invalid("receipt", "must be 1 to %d printable ASCII characters", maxReceiptLen)
+		return Invalid("receipt", "must be 1 to %d printable ASCII characters, no spaces", maxReceiptLen)
 	}
 	return nil
 }

@@ -73,6 +73,14 @@ type Writer struct {
 	// inCommit, while a batch loop that handed the turn on waits for its
 	// commit, is closed when that commit is done (see fill).
 	inCommit atomic.Pointer[chan struct{}]
+
+	// lastCommit is when a batch last committed (UnixNano), and dbDown
+	// whether the last batch that ended failed because the database was out
+	// of reach: together they tell a caller that ran out of time whether
+	// it waited for the database (database_unavailable) or in a queue that
+	// was moving (unavailable).
+	lastCommit atomic.Int64
+	dbDown     atomic.Bool
 }
 
 // overlapWait bounds how long a batch loop keeps filling its batch while
@@ -186,7 +194,7 @@ func (w *Writer) Submit(ctx context.Context, op Op) (Result, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		wait := time.Duration(len(w.q)+1) * w.pace.PerOp()
 		if time.Until(dl) < wait {
-			return Result{}, w.refuse(op, w.overloaded(wait))
+			return Result{}, w.refuse(op, w.busy(wait))
 		}
 	}
 	r := &request{ctx: ctx, op: op, out: make(chan outcome, 1), enqueued: time.Now()}
@@ -200,18 +208,38 @@ func (w *Writer) Submit(ctx context.Context, op Op) (Result, error) {
 		w.mu.RUnlock()
 	default:
 		w.mu.RUnlock()
-		return Result{}, w.refuse(op, w.overloaded(time.Duration(len(w.q))*w.pace.PerOp()))
+		return Result{}, w.refuse(op, w.busy(time.Duration(len(w.q))*w.pace.PerOp()))
 	}
 	select {
 	case o := <-r.out:
 		return o.res, o.err
 	case <-ctx.Done():
 		// The operation may still commit: the caller learns which by
-		// retrying with the same idempotency key.
+		// retrying with the same idempotency key. No batch committed since
+		// it queued: it waited for a database that did not answer, not in
+		// a queue that moved.
+		if w.dbDown.Load() || w.lastCommit.Load() < r.enqueued.UnixNano() {
+			return Result{}, &Error{Code: CodeDatabaseUnavailable, RetryAfter: DatabaseRetryAfter, Err: ctx.Err(),
+				Message: "the request ran out of time waiting for the database; its outcome is not known yet: retry after Retry-After with the same Idempotency-Key to learn it"}
+		}
 		return Result{}, &Error{Code: CodeUnavailable, RetryAfter: 1,
 			Message: "the request ran out of time before its outcome was known; retry with the same Idempotency-Key to learn it"}
 	}
 }
+
+// busy is the refusal of an operation that would wait too long: the
+// database's outage while the last batch found it out of reach (the wait
+// is the outage's, not the load's), else overloaded.
+func (w *Writer) busy(wait time.Duration) error {
+	if w.dbDown.Load() {
+		return DatabaseUnavailable(nil, false)
+	}
+	return w.overloaded(wait)
+}
+
+// DatabaseDown reports whether the last batch that ended failed because the
+// database was out of reach (until a batch commits again).
+func (w *Writer) DatabaseDown() bool { return w.dbDown.Load() }
 
 func (w *Writer) overloaded(wait time.Duration) error {
 	secs := int(math.Ceil(wait.Seconds()))
@@ -329,7 +357,12 @@ func (w *Writer) run(batch []*request, handOff func()) {
 	}
 	start := time.Now()
 	err := w.apply(live, handOff)
-	w.pace.Batch(len(live), time.Since(start), err)
+	if !IsDatabaseUnavailable(err) {
+		// An outage says nothing of the pace batches go at: counted, it
+		// would have every caller refused as overloaded once the database
+		// is back.
+		w.pace.Batch(len(live), time.Since(start), err)
+	}
 	if err == nil {
 		return
 	}
@@ -341,6 +374,17 @@ func (w *Writer) run(batch []*request, handOff func()) {
 func (w *Writer) bisect(reqs []*request) {
 	err := w.apply(reqs, func() {})
 	if err == nil {
+		return
+	}
+	if IsDatabaseUnavailable(err) {
+		// Splitting cannot help while the database is out of reach: it
+		// would only multiply the attempts. Every operation gets the
+		// outage answer; its retry, with the same idempotency key, learns
+		// whether a commit whose answer was lost went through.
+		w.cfg.Logger.Warn("ledger batch refused: the database is unavailable", "size", len(reqs), "err", err)
+		for _, r := range reqs {
+			w.answer(r, outcome{err: err})
+		}
 		return
 	}
 	if len(reqs) == 1 {
@@ -378,8 +422,13 @@ func (w *Writer) apply(reqs []*request, handOff func()) error {
 		w.cfg.Observer.Batch(len(reqs), took, err)
 	}
 	if err != nil {
+		if IsDatabaseUnavailable(err) {
+			w.dbDown.Store(true)
+		}
 		return err
 	}
+	w.lastCommit.Store(time.Now().UnixNano())
+	w.dbDown.Store(false)
 	w.committed(ctx, out)
 	for i, r := range reqs {
 		w.answer(r, out[i])

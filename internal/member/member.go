@@ -117,3 +117,34 @@ type Store interface {
 	// with Seq below beforeSeq (all when 0), at most limit.
 	History(ctx context.Context, memberID string, f HistoryFilter, beforeSeq int64, limit int) ([]ledger.Transaction, error)
 }
+
+// PhoneRekey says what re-keying members' phone numbers to E.164 did.
+type PhoneRekey struct {
+	// AlreadyDone: an earlier run did it, and nothing was changed now.
+	AlreadyDone bool
+	// Read numbers were opened; Changed of them were stored in another
+	// form before.
+	Read, Changed int
+	// Unparsed are the members whose number the normaliser refused: kept
+	// as they were (Phone is the number, for a masked log line).
+	Unparsed []ledger.Member
+	// Duplicates are the members whose number an older member turned out
+	// to have: they keep their number, it finds the older one, and
+	// PhoneDuplicates lists them until an operator merges them.
+	Duplicates []ledger.Member
+}
+
+// PhoneRekeyer is what a store offers for numbers stored in an older
+// normalisation.
+type PhoneRekeyer interface {
+	// NormalizePhones re-seals and re-hashes every member's number in the
+	// form normalize returns, once: it records that it ran, and a second
+	// call (or one that lost a race with another process) changes nothing
+	// and reports AlreadyDone. The store must have its data key.
+	NormalizePhones(ctx context.Context, normalize func(string) (string, error)) (PhoneRekey, error)
+	// PhoneDuplicates lists the groups of members (neither withdrawn nor
+	// merged) that share one number, each oldest first: the first is the
+	// one the number finds. normalized says whether NormalizePhones has
+	// run on this database; before it, no group is known.
+	PhoneDuplicates(ctx context.Context) (groups [][]ledger.Member, normalized bool, err error)
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/ledger"
+	"github.com/pointd/pointd/internal/phone"
 	"github.com/pointd/pointd/internal/privacy"
 )
 
@@ -29,10 +30,14 @@ const (
 
 // Config tunes the Service. Zero values take the defaults in brackets.
 type Config struct {
-	Mode        auth.Mode       // the server's mode, carried by every session token
-	Phones      *privacy.Phones // the same data key the store uses [privacy.ProcessPhones()]
-	Sender      Sender          // [LogSender on Log]
-	Log         *slog.Logger    // [slog.Default()]
+	Mode   auth.Mode       // the server's mode, carried by every session token
+	Phones *privacy.Phones // the same data key the store uses [privacy.ProcessPhones()]
+	// Numbers reads phone numbers into E.164, so that every spelling of
+	// one number is one login, one member and one count against
+	// PhoneCodes [national numbers read as phone.DefaultRegion's].
+	Numbers     phone.Plan
+	Sender      Sender       // [LogSender on Log]
+	Log         *slog.Logger // [slog.Default()]
 	Now         func() time.Time
 	CodeTTL     time.Duration // how long a code works [5m]
 	MaxAttempts int           // tries that use a code up, the right one included [5]
@@ -155,7 +160,17 @@ func (s *Service) codeHash(otpID, code string) []byte {
 	return m.Sum(nil)
 }
 
-// RequestCode issues a login code for phone (normalised) and hands it to
+// e164 reads a number into the one form codes are counted and members
+// found by; a number that is none is refused naming the phone field.
+func (s *Service) e164(p string) (string, error) {
+	n, err := s.cfg.Numbers.Normalize(p)
+	if err != nil {
+		return "", ledger.Invalid("phone", "%s", err.Error())
+	}
+	return n, nil
+}
+
+// RequestCode issues a login code for phone (in any spelling) and hands it to
 // the sender in the background. It answers the same whether or not phone
 // belongs to a member: a code for a new number signs its owner up at login.
 // ip is the client's address, for the per-address limit.
@@ -163,6 +178,9 @@ func (s *Service) RequestCode(ctx context.Context, phone, ip string) (expiresAt 
 	now := s.cfg.Now()
 	if ok, wait := s.ipCodes.allow(ip, now); !ok {
 		return time.Time{}, rateLimited(wait, "login codes from this address")
+	}
+	if phone, err = s.e164(phone); err != nil {
+		return time.Time{}, err
 	}
 	ph := s.cfg.Phones.Index(phone)
 	mu := &s.phoneLocks[int(ph[0])%len(s.phoneLocks)]
@@ -208,13 +226,16 @@ func newCode() (string, error) {
 	return fmt.Sprintf("%06d", n.Int64()), nil
 }
 
-// Login checks a code and opens a session. Every failure (no code, wrong,
+// Login checks a code for phone (in any spelling) and opens a session. Every failure (no code, wrong,
 // expired, spent or dead code) is the same invalid_code answer. A phone
 // with no member signs up: the code proved its owner has it.
 func (s *Service) Login(ctx context.Context, phone, code, ip string) (token string, sess Session, created bool, err error) {
 	now := s.cfg.Now()
 	if ok, wait := s.ipLogin.allow(ip, now); !ok {
 		return "", Session{}, false, rateLimited(wait, "login attempts from this address")
+	}
+	if phone, err = s.e164(phone); err != nil {
+		return "", Session{}, false, err
 	}
 	invalid := &ledger.Error{Code: CodeInvalidCode, Field: "code",
 		Message: "this code is wrong, expired or already used; ask for a new one"}

@@ -35,6 +35,10 @@ const (
 	ReasonUnavailable = "unavailable"  // the store or the writer could not take the work
 	ReasonRateLimited = "rate_limited" // the key's rate limit (429)
 	ReasonDeadline    = "deadline"     // the request's own deadline passed before its outcome was known
+	// ReasonDatabase: the database could not be reached or did not answer
+	// in time (the answer's code is database_unavailable); the alert
+	// DatabaseUnavailable fires on the first.
+	ReasonDatabase = "database_unavailable"
 )
 
 // Key modes: the values of the key_mode labels.
@@ -173,10 +177,10 @@ func New() *Metrics {
 
 	m.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: Namespace, Name: "refusals_total",
-		Help: "Requests refused for load (503 or 429), by reason: overloaded, unavailable, rate_limited or deadline.",
+		Help: "Requests refused for load or a database outage (503 or 429), by reason: overloaded, unavailable, rate_limited, deadline or database_unavailable.",
 	}, []string{"reason"})
 	m.refusalBy = map[string]prometheus.Counter{}
-	for _, r := range []string{ReasonOverloaded, ReasonUnavailable, ReasonRateLimited, ReasonDeadline} {
+	for _, r := range []string{ReasonOverloaded, ReasonUnavailable, ReasonRateLimited, ReasonDeadline, ReasonDatabase} {
 		m.refusalBy[r] = m.refusals.WithLabelValues(r)
 	}
 	m.mismatch = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -428,6 +432,8 @@ func RefusalReason(status int, code string, deadline bool) string {
 		return ReasonOverloaded
 	case code == ReasonRateLimited:
 		return ReasonRateLimited
+	case code == ledger.CodeDatabaseUnavailable:
+		return ReasonDatabase
 	case deadline || code == "deadline_exceeded":
 		return ReasonDeadline
 	}

@@ -149,7 +149,7 @@ func TestScrapeParsesAndLints(t *testing.T) {
 		map[string]string{"route": "unmatched", "method": "other", "status": "404", "key_mode": "none"}, 1)
 	mustValue(t, mfs, "pointd_http_request_duration_seconds", map[string]string{"route": "POST /v1/earns", "method": "POST"}, 1)
 	mustValue(t, mfs, "pointd_refusals_total", map[string]string{"reason": "overloaded"}, 1)
-	for _, r := range []string{"unavailable", "rate_limited", "deadline"} {
+	for _, r := range []string{"unavailable", "rate_limited", "deadline", "database_unavailable"} {
 		mustValue(t, mfs, "pointd_refusals_total", map[string]string{"reason": r}, 0)
 	}
 	mustValue(t, mfs, "pointd_key_mode_mismatch_total", map[string]string{"key_mode": "test"}, 1)
@@ -232,6 +232,8 @@ func TestRefusalReason(t *testing.T) {
 		{503, ledger.CodeUnavailable, false, ReasonUnavailable},
 		{503, ledger.CodeUnavailable, true, ReasonDeadline},
 		{503, "", false, ReasonUnavailable},
+		{503, ledger.CodeDatabaseUnavailable, false, ReasonDatabase},
+		{503, ledger.CodeDatabaseUnavailable, true, ReasonDatabase},
 		{429, "rate_limited", false, ReasonRateLimited},
 		{429, "", false, ReasonRateLimited},
 		{201, "", false, ""},

@@ -29,6 +29,7 @@ type sessions struct {
 
 type session struct {
 	created, lastUsed time.Time
+	key               []byte // the hash of the key that opened it, asked about at every use
 }
 
 const maxSessions = 1000
@@ -37,7 +38,7 @@ func newSessions(idle, maxAge time.Duration) *sessions {
 	return &sessions{idle: idle, maxAge: maxAge, m: map[[32]byte]session{}}
 }
 
-func (s *sessions) create(now time.Time) string {
+func (s *sessions) create(now time.Time, key []byte) string {
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic(err) // crypto/rand does not fail on supported systems
@@ -56,7 +57,7 @@ func (s *sessions) create(now time.Time) string {
 		}
 		delete(s.m, oldest)
 	}
-	s.m[sha256.Sum256([]byte(token))] = session{created: now, lastUsed: now}
+	s.m[sha256.Sum256([]byte(token))] = session{created: now, lastUsed: now, key: key}
 	return token
 }
 
@@ -72,25 +73,26 @@ func (s *sessions) live(v session, now time.Time) bool {
 	return now.Sub(v.lastUsed) < s.idle && now.Sub(v.created) < s.maxAge
 }
 
-// valid reports whether token is a live session, and marks it used.
-func (s *sessions) valid(token string, now time.Time) bool {
+// valid reports whether token is a live session, and marks it used; key is
+// the hash of the API key that opened it.
+func (s *sessions) valid(token string, now time.Time) (key []byte, ok bool) {
 	if token == "" || len(token) > 100 {
-		return false
+		return nil, false
 	}
 	k := sha256.Sum256([]byte(token))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v, ok := s.m[k]
 	if !ok {
-		return false
+		return nil, false
 	}
 	if !s.live(v, now) {
 		delete(s.m, k)
-		return false
+		return nil, false
 	}
 	v.lastUsed = now
 	s.m[k] = v
-	return true
+	return v.key, true
 }
 
 func (s *sessions) end(token string) {
@@ -109,38 +111,92 @@ func bearer(r *http.Request) (string, bool) {
 	return secret, true
 }
 
-// authorized: an admin key as a bearer token, or a live session cookie.
-func (d *Dashboard) authorized(r *http.Request) bool {
-	if secret, ok := bearer(r); ok {
-		return len(secret) <= 256 && d.cfg.CheckAdminKey(r.Context(), secret)
+// Access is what a key may do on the dashboard.
+type Access int
+
+const (
+	NoAccess Access = iota
+	// ReadOnly is a viewer key's: the dashboard and its data, no action.
+	ReadOnly
+	// Admin is an admin key's: everything.
+	Admin
+)
+
+func (a Access) String() string {
+	switch a {
+	case Admin:
+		return "admin"
+	case ReadOnly:
+		return "read-only"
 	}
-	c, err := r.Cookie(cookieName)
-	return err == nil && d.sessions.valid(c.Value, d.cfg.Now())
+	return "none"
 }
 
-// require answers 401 to anyone not authorized.
+// access is what r may do, and the hash of the key it comes with: a key as
+// a bearer token, or a live session cookie. A session is worth what its key
+// is worth now, so revoking the key ends it at its next request.
+func (d *Dashboard) access(r *http.Request) (Access, []byte) {
+	if secret, ok := bearer(r); ok {
+		if len(secret) > 256 {
+			return NoAccess, nil
+		}
+		h := auth.HashSecret(secret)
+		return d.cfg.CheckKey(r.Context(), h), h
+	}
+	c, err := r.Cookie(cookieName)
+	if err != nil {
+		return NoAccess, nil
+	}
+	key, ok := d.sessions.valid(c.Value, d.cfg.Now())
+	if !ok {
+		return NoAccess, nil
+	}
+	a := d.cfg.CheckKey(r.Context(), key)
+	if a == NoAccess {
+		d.sessions.end(c.Value)
+		d.log.Info("ops: session ended, its key is no longer valid", "remote", r.RemoteAddr)
+	}
+	return a, key
+}
+
+type ctxAccess struct{}
+
+// accessOf is what require let through.
+func accessOf(r *http.Request) (Access, []byte) {
+	v, _ := r.Context().Value(ctxAccess{}).(grant)
+	return v.access, v.key
+}
+
+type grant struct {
+	access Access
+	key    []byte
+}
+
+// require answers 401 to anyone without access.
 func (d *Dashboard) require(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !d.authorized(r) {
+		a, key := d.access(r)
+		if a == NoAccess {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pointd ops"`)
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Cache-Control", "no-store")
 			w.WriteHeader(http.StatusUnauthorized)
 			_ = json.NewEncoder(w).Encode(map[string]string{
-				"error": "log in at /ops, or send an admin API key as 'Authorization: Bearer pd_…'"})
+				"error": "log in at /ops, or send an admin or viewer API key as 'Authorization: Bearer pd_…'"})
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxAccess{}, grant{a, key})))
 	})
 }
 
 // page is the dashboard for the authorized, the login form for the others.
 func (d *Dashboard) page(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	if !d.authorized(r) {
+	a, _ := d.access(r)
+	if a == NoAccess {
 		msg := ""
 		if _, ok := bearer(r); ok {
-			msg = "That Authorization header does not carry an admin key of this server."
+			msg = "That Authorization header does not carry an admin or viewer key of this server."
 		}
 		d.loginPage(w, http.StatusUnauthorized, msg)
 		return
@@ -190,19 +246,23 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	secret := strings.TrimSpace(r.PostFormValue("key"))
-	if secret == "" || len(secret) > 256 || !d.cfg.CheckAdminKey(r.Context(), secret) {
+	a, hash := NoAccess, auth.HashSecret(secret)
+	if secret != "" && len(secret) <= 256 {
+		a = d.cfg.CheckKey(r.Context(), hash)
+	}
+	if a == NoAccess {
 		d.log.Warn("ops: login refused", "remote", r.RemoteAddr)
-		d.loginPage(w, http.StatusUnauthorized, "That is not an admin key of this server.")
+		d.loginPage(w, http.StatusUnauthorized, "That is not an admin or viewer key of this server.")
 		return
 	}
 	now := d.cfg.Now()
-	token := d.sessions.create(now)
+	token := d.sessions.create(now, hash)
 	http.SetCookie(w, &http.Cookie{
 		Name: cookieName, Value: token, Path: "/ops",
 		MaxAge:   int(d.cfg.SessionMaxAge / time.Second),
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: secure(r),
 	})
-	d.log.Info("ops: login", "remote", r.RemoteAddr)
+	d.log.Info("ops: login", "remote", r.RemoteAddr, "access", a.String())
 	http.Redirect(w, r, "/ops", http.StatusSeeOther)
 }
 
@@ -225,15 +285,21 @@ func secure(r *http.Request) bool {
 	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 }
 
-// AdminKeys is a CheckAdminKey over pointd's key store: the secret must be
-// a key of the server's mode, known, unrevoked and not past the overlap of
-// a rotation, with the admin role.
-func AdminKeys(keys auth.KeyStore, mode auth.Mode) func(ctx context.Context, secret string) bool {
-	return func(ctx context.Context, secret string) bool {
-		if m, ok := auth.ParseMode(secret); !ok || m != mode || len(secret) > 128 {
-			return false
+// Keys is a CheckKey over pointd's key store: the key must be of the
+// server's mode, known, unrevoked and not past the overlap of a rotation;
+// an admin key has Admin access, a viewer key ReadOnly, any other none.
+func Keys(keys auth.KeyStore, mode auth.Mode) func(ctx context.Context, hash []byte) Access {
+	return func(ctx context.Context, hash []byte) Access {
+		k, err := keys.KeyByHash(ctx, hash)
+		if err != nil || k.Mode != mode || !k.Usable(time.Now()) {
+			return NoAccess
 		}
-		k, err := keys.KeyByHash(ctx, auth.HashSecret(secret))
-		return err == nil && k.Role == auth.RoleAdmin && k.Usable(time.Now())
+		switch k.Role {
+		case auth.RoleAdmin:
+			return Admin
+		case auth.RoleViewer:
+			return ReadOnly
+		}
+		return NoAccess
 	}
 }

@@ -70,7 +70,7 @@ func startPointd(t *testing.T) *pointd {
 		t.Fatal(err)
 	}
 	dash := ops.New(ops.Config{Gatherer: mt.Registry(), Alerts: engine, Title: "live · SQLite",
-		CheckAdminKey: ops.AdminKeys(db, auth.ModeLive), Logger: log})
+		CheckKey: ops.Keys(db, auth.ModeLive), Logger: log})
 
 	root := http.NewServeMux()
 	root.Handle("/ops", dash.Handler())

@@ -44,10 +44,14 @@ type Config struct {
 	Gatherer prometheus.Gatherer
 	// Alerts, when set, are shown on the page.
 	Alerts AlertSource
-	// CheckAdminKey reports whether secret is a valid, unrevoked admin key
-	// of this server. It is the only way in: as Authorization: Bearer on
-	// every request, or once through the login form for a session.
-	CheckAdminKey func(ctx context.Context, secret string) bool
+	// CheckKey tells what the key whose secret hashes (auth.HashSecret) to
+	// hash may do: Admin for an admin key of this server, ReadOnly for a
+	// viewer key, NoAccess for any other, unknown, revoked or expired one.
+	// It is the only way in, as Authorization: Bearer on every request or
+	// once through the login form for a session, and it is asked again at
+	// every request of a session (and every second of a stream), so that a
+	// revoked key's sessions end.
+	CheckKey func(ctx context.Context, hash []byte) Access
 	// Now is time.Now when nil.
 	Now func() time.Time
 	// Title is shown in the header (say, "live · db.example:5432").
@@ -107,8 +111,8 @@ func New(cfg Config) *Dashboard {
 	if cfg.SessionMaxAge <= 0 {
 		cfg.SessionMaxAge = 7 * 24 * time.Hour
 	}
-	if cfg.CheckAdminKey == nil {
-		cfg.CheckAdminKey = func(context.Context, string) bool { return false }
+	if cfg.CheckKey == nil {
+		cfg.CheckKey = func(context.Context, []byte) Access { return NoAccess }
 	}
 	return &Dashboard{
 		cfg: cfg, log: cfg.Logger.With("component", "ops"),
@@ -390,12 +394,14 @@ type historyResponse struct {
 	IntervalMS int64         `json:"interval_ms"`
 	BudgetMS   float64       `json:"budget_ms"`
 	Cores      int           `json:"cores"`
+	Access     string        `json:"access"` // "admin" or "read-only": what the page may offer
 	Samples    []Sample      `json:"samples"`
 	Alerts     []alert.Alert `json:"alerts"`
 }
 
 func (d *Dashboard) history(w http.ResponseWriter, r *http.Request) {
-	resp := historyResponse{Title: d.cfg.Title, IntervalMS: d.cfg.Interval.Milliseconds(),
+	a, _ := accessOf(r)
+	resp := historyResponse{Title: d.cfg.Title, IntervalMS: d.cfg.Interval.Milliseconds(), Access: a.String(),
 		BudgetMS: float64(d.cfg.LatencyBudget) / float64(time.Millisecond), Cores: d.cpus,
 		Samples: d.Samples(), Alerts: d.alerts()}
 	w.Header().Set("Content-Type", "application/json")
@@ -443,7 +449,13 @@ func (d *Dashboard) stream(w http.ResponseWriter, r *http.Request) {
 	}
 	heartbeat := time.NewTicker(15 * time.Second)
 	defer heartbeat.Stop()
+	_, key := accessOf(r)
 	for {
+		// A stream lasts as long as the key that opened it: revoked, the
+		// stream ends, and the page's reconnection finds the login form.
+		if d.cfg.CheckKey(r.Context(), key) == NoAccess {
+			return
+		}
 		d.mu.Lock()
 		batch := d.since(last, 600)
 		changed := d.changed

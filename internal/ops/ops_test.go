@@ -20,11 +20,39 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pointd/pointd/internal/alert"
+	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/ledger"
 	"github.com/pointd/pointd/internal/metrics"
 )
 
-const adminKey = "pd_live_admin0000000000000000000000000000"
+const (
+	adminKey  = "pd_live_admin0000000000000000000000000000"
+	viewerKey = "pd_live_viewer000000000000000000000000000"
+)
+
+// keyring is the keys a test dashboard knows, by hash, with what each may
+// do; revoke takes one away as the key store would.
+type keyring struct {
+	mu   sync.Mutex
+	keys map[string]Access
+}
+
+func newKeyring() *keyring {
+	return &keyring{keys: map[string]Access{
+		string(auth.HashSecret(adminKey)): Admin, string(auth.HashSecret(viewerKey)): ReadOnly}}
+}
+
+func (k *keyring) check(_ context.Context, hash []byte) Access {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.keys[string(hash)]
+}
+
+func (k *keyring) revoke(secret string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.keys, string(auth.HashSecret(secret)))
+}
 
 type fakeNow struct {
 	mu sync.Mutex
@@ -53,7 +81,9 @@ func newDash(t *testing.T, g prometheus.Gatherer, cfg Config) (*Dashboard, *http
 	cfg.Gatherer = g
 	cfg.Now = clk.Now
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg.CheckAdminKey = func(_ context.Context, secret string) bool { return secret == adminKey }
+	if cfg.CheckKey == nil {
+		cfg.CheckKey = newKeyring().check
+	}
 	d := New(cfg)
 	srv := httptest.NewServer(d.Handler())
 	t.Cleanup(srv.Close)
@@ -95,7 +125,7 @@ func TestLoginSessionLogout(t *testing.T) {
 	}
 
 	r, _ = c.PostForm(srv.URL+"/ops/login", url.Values{"key": {"pd_live_wrong"}})
-	if b := body(t, r); r.StatusCode != 401 || !strings.Contains(b, "not an admin key") || len(r.Cookies()) != 0 {
+	if b := body(t, r); r.StatusCode != 401 || !strings.Contains(b, "not an admin or viewer key") || len(r.Cookies()) != 0 {
 		t.Fatalf("wrong key: %d %v %s", r.StatusCode, r.Cookies(), b)
 	}
 
@@ -176,7 +206,7 @@ func TestBearerAdminKey(t *testing.T) {
 		t.Errorf("/ops/history with an admin bearer key: %d", r.StatusCode)
 	}
 	r = get("/ops", "pd_live_notadmin")
-	if b := body(t, r); r.StatusCode != 401 || !strings.Contains(b, "does not carry an admin key") {
+	if b := body(t, r); r.StatusCode != 401 || !strings.Contains(b, "does not carry an admin or viewer key") {
 		t.Errorf("/ops with a wrong bearer key: %d %s", r.StatusCode, b)
 	}
 	r = get("/ops/static/app.js", "")
@@ -332,5 +362,91 @@ func TestEmbeddedOnly(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// login opens a session with secret and returns a client that carries it.
+func login(t *testing.T, srv *httptest.Server, secret string) *http.Client {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := noRedirect(jar)
+	r, err := c.PostForm(srv.URL+"/ops/login", url.Values{"key": {secret}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusSeeOther || len(r.Cookies()) != 1 {
+		t.Fatalf("login: %d %v", r.StatusCode, r.Cookies())
+	}
+	return c
+}
+
+// TestSessionEndsWithItsKey: a dashboard session is worth what its key is
+// worth now. Revoked, the next request is refused, the page is the login
+// form again, and an open stream ends.
+func TestSessionEndsWithItsKey(t *testing.T) {
+	keys := newKeyring()
+	d, srv, _ := newDash(t, prometheus.NewRegistry(), Config{CheckKey: keys.check})
+	d.SampleNow()
+	c := login(t, srv, adminKey)
+	r, _ := c.Get(srv.URL + "/ops/history")
+	if b := body(t, r); r.StatusCode != 200 {
+		t.Fatalf("history before the revocation: %d %s", r.StatusCode, b)
+	}
+	stream, err := c.Get(srv.URL + "/ops/stream")
+	if err != nil || stream.StatusCode != 200 {
+		t.Fatalf("stream: %v %v", err, stream)
+	}
+	defer stream.Body.Close()
+
+	keys.revoke(adminKey)
+	r, _ = c.Get(srv.URL + "/ops/history")
+	if b := body(t, r); r.StatusCode != 401 {
+		t.Errorf("history after the key was revoked: %d %s", r.StatusCode, b)
+	}
+	r, _ = c.Get(srv.URL + "/ops")
+	if b := body(t, r); r.StatusCode != 401 || !strings.Contains(b, `name="key"`) {
+		t.Errorf("/ops after the key was revoked: %d, want the login form: %.200s", r.StatusCode, b)
+	}
+	// The stream ends at its next sample: reading it to its end returns.
+	d.SampleNow()
+	if _, err := io.Copy(io.Discard, stream.Body); err != nil {
+		t.Errorf("the stream after the revocation: %v", err)
+	}
+	// A bearer key revoked is refused too.
+	req, _ := http.NewRequest("GET", srv.URL+"/ops/history", nil)
+	req.Header.Set("Authorization", "Bearer "+adminKey)
+	r, _ = http.DefaultClient.Do(req)
+	if body(t, r); r.StatusCode != 401 {
+		t.Errorf("history with a revoked bearer key: %d", r.StatusCode)
+	}
+}
+
+// TestViewerReadOnly: a viewer key opens the dashboard and reads its data,
+// marked read-only for the page; other roles' keys are not let in.
+func TestViewerReadOnly(t *testing.T) {
+	d, srv, _ := newDash(t, prometheus.NewRegistry(), Config{})
+	d.SampleNow()
+	c := login(t, srv, viewerKey)
+	r, _ := c.Get(srv.URL + "/ops")
+	if b := body(t, r); r.StatusCode != 200 || !strings.Contains(b, `id="v-earns"`) {
+		t.Fatalf("/ops as a viewer: %d", r.StatusCode)
+	}
+	r, _ = c.Get(srv.URL + "/ops/history")
+	var h struct {
+		Access  string            `json:"access"`
+		Samples []json.RawMessage `json:"samples"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&h); err != nil || r.StatusCode != 200 {
+		t.Fatalf("history as a viewer: %d %v", r.StatusCode, err)
+	}
+	r.Body.Close()
+	if h.Access != "read-only" || len(h.Samples) != 1 {
+		t.Errorf("history as a viewer: access %q, %d samples", h.Access, len(h.Samples))
+	}
+	admin := login(t, srv, adminKey)
+	r, _ = admin.Get(srv.URL + "/ops/history")
+	if b := body(t, r); !strings.Contains(b, `"access":"admin"`) {
+		t.Errorf("history as an admin: %.200s", b)
 	}
 }

@@ -166,15 +166,29 @@ func (db *DB) UpdateProfile(ctx context.Context, memberID string, u member.Profi
 // Withdraw erases a member's personal data and revokes their sessions.
 func (db *DB) Withdraw(ctx context.Context, memberID string, at time.Time) error {
 	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `
-			UPDATE members SET phone = NULL, phone_enc = NULL, phone_hash = NULL, name = '',
-				marketing_consent = false, analytics_consent = false, status = 'withdrawn', withdrawn_at = $1
-			WHERE id = $2 AND status <> 'withdrawn'`, ts(at), memberID)
+		var hash []byte
+		err := tx.QueryRow(ctx, `SELECT phone_hash FROM members WHERE id = $1 AND status <> 'withdrawn' FOR UPDATE`, memberID).Scan(&hash)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ledger.Errorf(ledger.CodeMemberNotFound, "no member with id %q", memberID)
+		}
 		if err != nil {
 			return fmt.Errorf("withdraw member: %w", err)
 		}
-		if tag.RowsAffected() == 0 {
-			return ledger.Errorf(ledger.CodeMemberNotFound, "no member with id %q", memberID)
+		if _, err := tx.Exec(ctx, `
+			UPDATE members SET phone = NULL, phone_enc = NULL, phone_hash = NULL, phone_dup_hash = NULL, name = '',
+				marketing_consent = false, analytics_consent = false, status = 'withdrawn', withdrawn_at = $1
+			WHERE id = $2`, ts(at), memberID); err != nil {
+			return fmt.Errorf("withdraw member: %w", err)
+		}
+		// The number now finds the oldest member that shared it, if any
+		// (its phone_dup_hash), rather than no one.
+		if hash != nil {
+			if _, err := tx.Exec(ctx, `
+				UPDATE members SET phone_hash = phone_dup_hash, phone_dup_hash = NULL
+				WHERE id = (SELECT id FROM members WHERE phone_dup_hash = $1 AND status NOT IN ('withdrawn', 'merged')
+				            ORDER BY created_at, id LIMIT 1)`, hash); err != nil {
+				return fmt.Errorf("withdraw member: %w", err)
+			}
 		}
 		_, err = tx.Exec(ctx, `UPDATE member_sessions SET revoked_at = $1 WHERE member_id = $2 AND revoked_at IS NULL`,
 			ts(at), memberID)

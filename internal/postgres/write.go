@@ -25,6 +25,9 @@ const writeAttempts = 4
 // wait for the one before it, and each later statement sees what that one
 // committed. A serialization failure or deadlock (which a distributed engine
 // may report where PostgreSQL would wait) runs fn again from the start.
+//
+// An error that means the database is out of reach is returned as
+// ledger.DatabaseUnavailable (see classify).
 func (db *DB) Write(ctx context.Context, fn func(ledger.BatchTx) error) error {
 	var err error
 	for attempt := 1; ; attempt++ {
@@ -43,16 +46,16 @@ func (db *DB) Write(ctx context.Context, fn func(ledger.BatchTx) error) error {
 func (db *DB) writeOnce(ctx context.Context, fn func(ledger.BatchTx) error) error {
 	conn, err := db.write.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("begin write: %w", err)
+		return classify(fmt.Errorf("begin write: %w", err), false)
 	}
 	defer conn.Release()
 	tx := &writeTx{conn: conn}
 	defer tx.rollback() // a no-op after the commit
 	if err := fn(&batchTx{tx: tx, db: db}); err != nil {
-		return err
+		return classify(err, false)
 	}
 	if err := tx.commit(ctx); err != nil {
-		return fmt.Errorf("commit write: %w", err)
+		return classify(fmt.Errorf("commit write: %w", err), true)
 	}
 	return nil
 }

@@ -97,13 +97,15 @@ var writeQueries = []string{
 }
 
 // Write runs fn in one write transaction and commits when it returns nil.
+// A lock held past the busy timeout or a failing disk is returned as
+// ledger.DatabaseUnavailable (see classify).
 func (db *DB) Write(ctx context.Context, fn func(ledger.BatchTx) error) (err error) {
 	if err := db.prepareWrites(ctx); err != nil {
-		return err
+		return classify(err, false)
 	}
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("sqlite: begin: %w", err)
+		return classify(fmt.Errorf("sqlite: begin: %w", err), false)
 	}
 	done := false
 	defer func() {
@@ -120,11 +122,11 @@ func (db *DB) Write(ctx context.Context, fn func(ledger.BatchTx) error) (err err
 	// batch still cannot hang.
 	b := &batchTx{tx: tx, db: db, ctx: context.WithoutCancel(ctx), stmts: make(map[string]*sql.Stmt, len(writeQueries))}
 	if err := fn(b); err != nil {
-		return err
+		return classify(err, false)
 	}
 	done = true
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: commit: %w", err)
+		return classify(fmt.Errorf("sqlite: commit: %w", err), true)
 	}
 	if ck := db.checkpoints(); ck != nil {
 		ck.committed()

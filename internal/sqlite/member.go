@@ -182,15 +182,29 @@ func boolPtrArg(p *bool) any {
 // Withdraw erases a member's personal data and revokes their sessions.
 func (db *DB) Withdraw(ctx context.Context, memberID string, at time.Time) error {
 	return db.writeTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `
-			UPDATE members SET phone = NULL, phone_enc = NULL, phone_hash = NULL, name = '',
-				marketing_consent = 0, analytics_consent = 0, status = 'withdrawn', withdrawn_at = ?
-			WHERE id = ? AND status <> 'withdrawn'`, timeArg(at), memberID)
+		var hash []byte
+		err := tx.QueryRowContext(ctx, `SELECT phone_hash FROM members WHERE id = ? AND status <> 'withdrawn'`, memberID).Scan(&hash)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ledger.Errorf(ledger.CodeMemberNotFound, "no member with id %q", memberID)
+		}
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ledger.Errorf(ledger.CodeMemberNotFound, "no member with id %q", memberID)
+		if _, err := tx.ExecContext(ctx, `
+			UPDATE members SET phone = NULL, phone_enc = NULL, phone_hash = NULL, phone_dup_hash = NULL, name = '',
+				marketing_consent = 0, analytics_consent = 0, status = 'withdrawn', withdrawn_at = ?
+			WHERE id = ?`, timeArg(at), memberID); err != nil {
+			return err
+		}
+		// The number now finds the oldest member that shared it, if any
+		// (its phone_dup_hash), rather than no one.
+		if hash != nil {
+			if _, err := tx.ExecContext(ctx, `
+				UPDATE members SET phone_hash = phone_dup_hash, phone_dup_hash = NULL
+				WHERE id = (SELECT id FROM members WHERE phone_dup_hash = ? AND status NOT IN ('withdrawn', 'merged')
+				            ORDER BY created_at, id LIMIT 1)`, hash); err != nil {
+				return err
+			}
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE member_sessions SET revoked_at = ? WHERE member_id = ? AND revoked_at IS NULL`,
 			timeArg(at), memberID)

@@ -25,7 +25,7 @@ import (
 // the store). Every subtest ends by asserting that the audit finds the
 // ledger sound.
 func Run(t *testing.T, open func(t *testing.T) ledger.Store) {
-	for _, tc := range slices.Concat(cases, mergeCases, lotCases) {
+	for _, tc := range slices.Concat(cases, mergeCases, phoneCases, lotCases) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.fn(t, newEnv(t, open, true))

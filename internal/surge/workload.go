@@ -374,7 +374,7 @@ func (w *workload) publishNotice(ctx context.Context, i int, r Rush) error {
 // signup creates one more synthetic member (launch profile).
 func (w *workload) signup(ctx context.Context) error {
 	n := w.memSeq.Add(1)
-	body := jsonBody(map[string]any{"phone": fmt.Sprintf("+1%05d%06d", w.phoneNS, n), "name": fmt.Sprintf("surge-%s member %d", w.runID, n)})
+	body := jsonBody(map[string]any{"phone": fmt.Sprintf("+491%05d%06d", w.phoneNS, n), "name": fmt.Sprintf("surge-%s member %d", w.runID, n)})
 	pol := retryPolicy{maxAttempts: 10, maxTotal: 60 * time.Second}
 	a, _, err := w.c.post(ctx, "/v1/members", w.admin, fmt.Sprintf("surge-%s-member-%d", w.runID, n), body, pol, nil)
 	if err != nil || a.status != http.StatusCreated {

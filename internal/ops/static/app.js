@@ -65,7 +65,7 @@
 
   // ---------------------------------------------------------------- charts
 
-  // series: [{key | get, color, width, dash}]; opts: {min, max, fixedMax}
+  // series: [{key | get, name, color, width, dash, fill}]; opts: {min, max, fixedMax}
   function chart(id, series, opts) {
     const cv = $(id);
     const w = cv.clientWidth, h = cv.clientHeight;
@@ -124,12 +124,10 @@
 
     series.forEach((s, k) => {
       const get = getters[k];
-      g.strokeStyle = s.color || C.line;
-      g.lineWidth = s.width || 2.5;
-      g.lineJoin = "round";
-      if (s.dash) g.setLineDash(s.dash); else g.setLineDash([]);
-      g.beginPath();
-      let pen = false, prevT = 0;
+      // The line is drawn in runs: a missing value or a hole in time (the
+      // stream was down) ends a run, and nothing is drawn across it.
+      const runs = [];
+      let run = null, prevT = 0;
       // with more samples than pixels, draw one point per pixel column (its max)
       const step = Math.max(1, Math.floor(n / (w * 1.5)));
       for (let i = 0; i < n; i += step) {
@@ -140,23 +138,46 @@
           const u = get(samples[i + j]);
           if (isNum(u) && (!isNum(v) || u > v)) v = u;
         }
-        if (!isNum(v) || (pen && sm.t - prevT > 5000)) { pen = false; if (!isNum(v)) continue; }
-        const px = x(sm.t), py = y(v);
-        if (pen) g.lineTo(px, py); else g.moveTo(px, py);
-        pen = true;
+        if (!isNum(v)) { run = null; continue; }
+        if (run && sm.t - prevT > 5000) run = null;
+        if (!run) { run = []; runs.push(run); }
+        run.push([x(sm.t), y(v)]);
         prevT = sm.t;
       }
-      g.stroke();
       if (k === 0 && s.fill !== false) {
-        // soft area under the first series
-        g.lineTo(w, y(0)); g.lineTo(x(Math.max(t0, first)), y(0));
-        g.closePath();
+        // soft area under the first series: each run down to the baseline
+        // below its own ends, never to the chart's corners
         g.globalAlpha = 0.12;
         g.fillStyle = s.color || C.line;
-        g.fill();
+        for (const r of runs) {
+          if (r.length < 2) continue;
+          g.beginPath();
+          g.moveTo(r[0][0], y(0));
+          for (const [px, py] of r) g.lineTo(px, py);
+          g.lineTo(r[r.length - 1][0], y(0));
+          g.closePath();
+          g.fill();
+        }
         g.globalAlpha = 1;
       }
+      g.strokeStyle = s.color || C.line;
+      g.fillStyle = s.color || C.line;
+      g.lineWidth = s.width || 2.5;
+      g.lineJoin = "round";
+      if (s.dash) g.setLineDash(s.dash); else g.setLineDash([]);
+      for (const r of runs) {
+        if (r.length === 1) { // a lone value: a dot, as wide as the line
+          const d = g.lineWidth;
+          g.fillRect(r[0][0] - d / 2, r[0][1] - d / 2, d, d);
+          continue;
+        }
+        g.beginPath();
+        g.moveTo(r[0][0], r[0][1]);
+        for (let i = 1; i < r.length; i++) g.lineTo(r[i][0], r[i][1]);
+        g.stroke();
+      }
     });
+    legend(cv, series);
     g.setLineDash([]);
 
     g.fillStyle = C.dim;
@@ -166,6 +187,31 @@
     g.fillText("−" + Math.round(span / 60000) + " min", 2, h - fs - 1);
     g.textAlign = "right";
     g.fillText("max " + fmt(top), w - 2, h - fs - 1);
+  }
+
+  // legend names the lines of a chart that has more than one, in their
+  // colours and dashes, above the chart.
+  function legend(cv, series) {
+    if (series.length < 2) return;
+    const tile = cv.parentElement;
+    let box = tile.querySelector(".legend");
+    if (!box) {
+      box = document.createElement("div");
+      box.className = "legend";
+      tile.insertBefore(box, cv);
+      for (const s of series) {
+        const item = document.createElement("span");
+        item.className = "item";
+        const sw = document.createElement("span");
+        sw.className = "swatch" + (s.dash ? " dashed" : "");
+        sw.style.borderTopColor = s.color || C.line;
+        const name = document.createElement("span");
+        name.className = "name";
+        name.textContent = s.name;
+        item.append(sw, name);
+        box.appendChild(item);
+      }
+    }
   }
 
   function niceCeil(v) {
@@ -227,16 +273,16 @@
 
     chart("c-earns", [{ key: "earns", color: C.line }]);
     chart("c-redeems", [{ key: "redeems", color: C.line2 }]);
-    chart("c-latency", [{ key: "p99_ms", color: C.warn }, { key: "p50_ms", color: C.line, width: 2 }],
+    chart("c-latency", [{ key: "p99_ms", name: "p99", color: C.warn }, { key: "p50_ms", name: "p50", color: C.line, width: 2 }],
       { limit: meta.budget_ms, floorMax: meta.budget_ms * 0.5 });
     chart("c-errors", [{ key: "err_pct", color: C.line }], { limit: 1, floorMax: 1.2 });
     chart("c-refusals", [{ key: "ref_pct", color: C.line }], { limit: 1, floorMax: 1.2 });
     chart("c-queue", [{ key: "queue", color: C.line }]);
-    chart("c-db", [{ key: "db", color: C.ok }, { key: "db_max", color: C.crit, width: 2, dash: [6, 5], fill: false }],
+    chart("c-db", [{ key: "db", name: "in use", color: C.ok }, { key: "db_max", name: "bound", color: C.crit, width: 2, dash: [6, 5], fill: false }],
       { floorMax: isNum(s.db_max) ? s.db_max : 1 });
     chart("c-cache", [{ key: "cache_pct", color: C.ok }], { fixedMax: 100 });
     chart("c-cpu", [{ key: "cpu_pct", color: C.line }], { floorMax: 10 });
-    chart("c-mem", [{ key: "rss_mb", color: C.line2 }, { key: "heap_mb", color: C.line, width: 2, fill: false }]);
+    chart("c-mem", [{ key: "rss_mb", name: "resident", color: C.line2 }, { key: "heap_mb", name: "Go heap", color: C.line, width: 2, fill: false }]);
   }
 
   function renderAlerts() {
@@ -268,6 +314,7 @@
       const sum = document.createElement("span");
       sum.className = "summary";
       sum.textContent = a.summary;
+      row.title = a.name + ": " + a.summary; // the whole text, also on hover
       const when = document.createElement("span");
       when.className = "since";
       when.textContent = a.state === "firing" ? "firing for " + since(a.fired_at) : "pending " + since(a.active_at);
@@ -311,7 +358,9 @@
     if (!r.ok) throw new Error("history: " + r.status);
     const h = await r.json();
     meta = h;
-    $("title").textContent = h.title || "";
+    $("title").textContent = (h.title || "") + (h.access === "read-only" ? " · read-only" : "");
+    // a viewer's key: the page offers no action (elements marked admin-only)
+    document.body.classList.toggle("read-only", h.access === "read-only");
     samples = [];
     lastSeq = 0;
     (h.samples || []).forEach(push);
