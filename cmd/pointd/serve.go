@@ -172,6 +172,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	apicfg := api.Config{Mode: m, Phones: d.numbers.plan, RequestTimeout: *reqTimeout, LogRequests: *logRequests, DBStats: stats,
 		Metrics: mt, MetricsAuth: *metricsAuth, KeyCacheTTL: *keyCacheTTL,
 		Shared: shared, NoticeMaxAge: *noticeMaxAge, BadgePoll: *pollInterval}
+	if d.phones != nil { // cursors every instance sharing the data key accepts
+		apicfg.Tokens = d.phones.Tokens()
+	}
 	ov.apply(&apicfg, *queue, *batch, w.PerOp, rdb, mt, log, stdout)
 	srv := api.New(apicfg, db, db, w, log, ready)
 	mcfg := mf.config(m, d.db != "", d.phones, log)

@@ -212,12 +212,22 @@ func (s *Server) getMember(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	reveal, rerr := wantsReveal(r)
+	if rerr != nil {
+		writeProblem(w, r, rerr)
+		return
+	}
 	m, err := s.rp.members.Get(r.Context(), id)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, m)
+	v, err := s.memberAnswer(r, m, reveal) // pii.go
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (s *Server) findMembers(w http.ResponseWriter, r *http.Request) {
@@ -229,6 +239,11 @@ func (s *Server) findMembers(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.searchMembers(w, r, q.Get("name"))
+		return
+	}
+	reveal, rerr := wantsReveal(r)
+	if rerr != nil {
+		writeProblem(w, r, rerr)
 		return
 	}
 	var m ledger.Member
@@ -255,9 +270,14 @@ func (s *Server) findMembers(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, ledger.Invalid("card_number", "give card_number or phone"))
 		return
 	}
-	out := page[ledger.Member]{Items: []ledger.Member{}}
+	out := page[any]{Items: []any{}}
 	if err == nil {
-		out.Items = append(out.Items, m)
+		v, err := s.memberAnswer(r, m, reveal) // pii.go
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		out.Items = append(out.Items, v)
 	} else if ledger.ErrorCode(err) != ledger.CodeMemberNotFound {
 		writeError(w, r, err)
 		return

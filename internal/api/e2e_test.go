@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/pointd/pointd/internal/ledger"
+	"github.com/pointd/pointd/internal/privacy"
 )
 
 // TestEndToEnd walks one member's life through the API, on both stores: an
@@ -91,9 +92,12 @@ func endToEnd(t *testing.T, h0 *harness) {
 		if !ledger.ValidCardNumber(member.CardNumber) {
 			t.Fatalf("card number %q fails the Luhn check", member.CardNumber)
 		}
-		if member.Phone != "+15550104477" || member.Name != "Ada Lovelace" || member.Status != "active" {
-			t.Fatalf("member %+v", member)
+		// Answers mask the phone; an admin reads it whole only by asking.
+		whole := want[ledger.Member](t, h.get("/v1/members/"+member.ID+"?reveal=phone", h.admin), http.StatusOK)
+		if whole.Phone != "+15550104477" || member.Name != "Ada Lovelace" || member.Status != "active" {
+			t.Fatalf("member %+v, revealed %+v", member, whole)
 		}
+		member.Phone = whole.Phone
 		if b := h.balance(member.ID); b != (ledger.Balance{MemberID: member.ID}) {
 			t.Fatalf("a new member has %+v", b)
 		}
@@ -268,13 +272,27 @@ func endToEnd(t *testing.T, h0 *harness) {
 		type lot struct {
 			Remaining int64 `json:"remaining"`
 		}
-		p := want[page[lot]](t, h.get("/v1/members/"+member.ID+"/lots", pos), http.StatusOK)
-		var sum int64
-		for _, l := range p.Items {
-			sum += l.Remaining
+		type lots struct {
+			Items       []lot  `json:"items"`
+			OtherPoints *int64 `json:"other_points"`
 		}
-		if sum != balance {
-			t.Errorf("lots hold %d points, the balance is %d", sum, balance)
+		// An operator sees every lot; a pos key its merchant's, and the
+		// rest as one sum: either way they add up to the balance.
+		for _, key := range []string{h.admin, pos} {
+			p := want[lots](t, h.get("/v1/members/"+member.ID+"/lots", key), http.StatusOK)
+			var sum int64
+			for _, l := range p.Items {
+				sum += l.Remaining
+			}
+			if (p.OtherPoints != nil) != (key == pos) {
+				t.Errorf("other_points %v; want it for a pos key only", p.OtherPoints)
+			}
+			if p.OtherPoints != nil {
+				sum += *p.OtherPoints
+			}
+			if sum != balance {
+				t.Errorf("lots hold %d points, the balance is %d", sum, balance)
+			}
 		}
 	})
 
@@ -363,9 +381,13 @@ func endToEnd(t *testing.T, h0 *harness) {
 				}
 			})
 		}
-		got := want[ledger.Member](t, h.get("/v1/members/"+member.ID, pos), http.StatusOK)
-		if got.ID != member.ID || got.CardNumber != member.CardNumber || got.Phone != member.Phone {
-			t.Errorf("member reads %+v, created %+v", got, member)
+		got := want[map[string]any](t, h.get("/v1/members/"+member.ID, pos), http.StatusOK)
+		if len(got) != 3 || got["id"] != member.ID || got["card_number"] != member.CardNumber || got["name_initial"] != "A" {
+			t.Errorf("a pos key reads member %v, created %+v; want its id, card and initial only", got, member)
+		}
+		op := want[ledger.Member](t, h.get("/v1/members/"+member.ID, h.admin), http.StatusOK)
+		if op.ID != member.ID || op.Name != member.Name || op.Phone != privacy.Mask(member.Phone) {
+			t.Errorf("an admin reads member %+v, created %+v; want it with the phone masked", op, member)
 		}
 	})
 	step("the final balance is what every answer added up to", func(t *testing.T, h *harness) {

@@ -1,7 +1,7 @@
 package api
 
 import (
-	"encoding/base64"
+	"encoding/binary"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -305,7 +305,7 @@ const (
 
 // historyPage reads a history page's limit and cursor (a transaction seq:
 // the page holds those before it; 0 for the first page).
-func historyPage(q url.Values) (before int64, limit int, err *ledger.Error) {
+func (s *Server) historyPage(q url.Values, purpose string) (before int64, limit int, err *ledger.Error) {
 	limit = defaultPageSize
 	if v := q.Get("limit"); v != "" {
 		n, cerr := strconv.Atoi(v)
@@ -315,9 +315,9 @@ func historyPage(q url.Values) (before int64, limit int, err *ledger.Error) {
 		limit = n
 	}
 	if c := q.Get("cursor"); c != "" {
-		n, ok := parseCursor(c)
+		n, ok := s.parseCursor(purpose, c)
 		if !ok {
-			return 0, 0, ledger.Invalid("cursor", "is not a cursor this API gave out")
+			return 0, 0, ledger.Invalid("cursor", "is not a cursor this API gave out for this list (cursors are opaque; pass next_cursor as it came)")
 		}
 		before = n
 	}
@@ -330,7 +330,7 @@ func (s *Server) listTransactions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	before, limit, perr := historyPage(q)
+	before, limit, perr := s.historyPage(q, historyPurpose(caller(r), id))
 	if perr != nil {
 		writeProblem(w, r, perr)
 		return
@@ -374,9 +374,10 @@ func (s *Server) history(r *http.Request, memberID string, before int64, limit i
 			}
 		}
 	}
-	p := limitPage(items, limit, txnCursor)
+	purpose := historyPurpose(k, memberID)
+	p := limitPage(items, limit, s.txnCursor(purpose))
 	if len(items) <= limit && more {
-		p.NextCursor = makeCursor(next) // read as far as allowed; go on from there
+		p.NextCursor = s.makeCursor(purpose, next) // read as far as allowed; go on from there
 	}
 	return p, nil
 }
@@ -401,30 +402,67 @@ func (s *Server) listLots(w http.ResponseWriter, r *http.Request) {
 		Remaining int64  `json:"remaining"`
 		ExpiresAt string `json:"expires_at"`
 	}
-	out := page[lotJSON]{Items: []lotJSON{}}
+	// A pos key sees its own merchant's lots; of the rest only their sum,
+	// without the ids (other merchants' transactions) or the expiry dates
+	// (which tell when the member shopped there).
+	type lotsPage struct {
+		Items       []lotJSON `json:"items"`
+		OtherPoints *int64    `json:"other_points,omitempty"`
+	}
+	k := caller(r)
+	out := lotsPage{Items: []lotJSON{}}
+	var other int64
 	for _, l := range lots {
+		if !seesAll(k) && l.MerchantID != k.MerchantID {
+			other += l.Remaining
+			continue
+		}
 		out.Items = append(out.Items, lotJSON{l.ID, l.Points, l.Remaining, l.ExpiresAt.Format("2006-01-02T15:04:05.999999Z07:00")})
+	}
+	if !seesAll(k) {
+		out.OtherPoints = &other
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
-// Cursors are opaque to clients; inside, the seq to continue below.
-func makeCursor(seq int64) string {
-	return base64.RawURLEncoding.EncodeToString([]byte("s" + strconv.FormatInt(seq, 10)))
+// Cursors of ledger positions (histories, the audit log) are sealed
+// (privacy.Tokens): a client can neither read the seq inside — a pos key
+// would learn how far other merchants' transactions reach — nor make one
+// up. Each is bound to the list it pages (purpose), and its content is
+// versioned: cursorV1, then the seq to go on below, big-endian.
+const cursorV1 byte = 1
+
+func (s *Server) makeCursor(purpose string, seq int64) string {
+	b := make([]byte, 9)
+	b[0] = cursorV1
+	binary.BigEndian.PutUint64(b[1:], uint64(seq))
+	return s.cfg.Tokens.Seal(purpose, b)
 }
 
-// txnCursor is the cursor that goes on below t.
-func txnCursor(t ledger.Transaction) string { return makeCursor(t.Seq) }
+func (s *Server) parseCursor(purpose, c string) (int64, bool) {
+	b, ok := s.cfg.Tokens.Open(purpose, c)
+	if !ok || len(b) != 9 || b[0] != cursorV1 {
+		return 0, false
+	}
+	n := int64(binary.BigEndian.Uint64(b[1:]))
+	return n, n > 0
+}
 
-func parseCursor(c string) (int64, bool) {
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil {
-		return 0, false
+// txnCursor is the cursor that goes on below a transaction.
+func (s *Server) txnCursor(purpose string) func(ledger.Transaction) string {
+	return func(t ledger.Transaction) string { return s.makeCursor(purpose, t.Seq) }
+}
+
+// historyPurpose is what a member's history cursor is bound to: the member
+// and what the caller sees of it (every merchant's transactions, or one
+// merchant's), so a cursor is good only for the list that gave it out.
+func historyPurpose(k auth.Key, memberID string) string {
+	scope := "*"
+	switch {
+	case k.Role == auth.RoleMember:
+		scope = "me"
+	case !seesAll(k):
+		scope = "merchant:" + k.MerchantID
 	}
-	v, ok := strings.CutPrefix(string(b), "s")
-	if !ok {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	return n, err == nil && n > 0
+	return "history\x00" + memberID + "\x00" + scope
 }

@@ -307,7 +307,8 @@ func (s *Server) listMyTransactions(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	before, limit, perr := historyPage(q)
+	purpose := historyPurpose(caller(r), caller(r).MemberID)
+	before, limit, perr := s.historyPage(q, purpose)
 	if perr != nil {
 		writeProblem(w, r, perr)
 		return
@@ -348,7 +349,7 @@ func (s *Server) listMyTransactions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, limitPage(txns, limit, txnCursor))
+	writeJSON(w, http.StatusOK, limitPage(txns, limit, s.txnCursor(purpose)))
 }
 
 // cachedSession is a checked session token as Server.sessions keeps it

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/ledger"
 	"github.com/pointd/pointd/internal/member"
 	"github.com/pointd/pointd/internal/notice"
@@ -313,6 +314,8 @@ const (
 	exNotice   = "0193a0e1-8a9b-7c0d-9e1f-2a3b4c5d6e08" // a published notice
 	exCard     = "9410001234567892"
 	exPhone    = "+15550123456"
+	// A history cursor (sealed, so the test seals its own in its place).
+	exCursor = "AQ6xg8Uz0vN9mWk2cRbT4jYpLq7sEfHa1dGiXoZuKw3JeVn5"
 )
 
 // exampleRequest is one request the document shows.
@@ -503,6 +506,7 @@ func TestOpenAPIExamplesAgainstTheHandlers(t *testing.T) {
 	sub := strings.NewReplacer(exMerchant, w.merchantA, exStore, w.storeA, exMember, w.member.ID, exMerged, merged.ID,
 		exEarn, earned.ID, exHold1, hold(100), exHold2, hold(50), exHold3, hold(30),
 		exCard, w.member.CardNumber, exPhone, w.member.Phone, exNotice, published.ID,
+		exCursor, h.api.makeCursor(historyPurpose(auth.Key{Role: auth.RoleAdmin}, w.member.ID), earned.Seq+1),
 		exKey, want[keyResponse](t, h.post("/v1/keys", h.admin, h.idem(), map[string]any{"role": "viewer", "name": "examples"}), http.StatusCreated).ID)
 
 	// The member side: login codes land in an inbox, and the example code

@@ -15,7 +15,6 @@ import (
 	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/backoffice"
 	"github.com/pointd/pointd/internal/ledger"
-	"github.com/pointd/pointd/internal/privacy"
 )
 
 // The operators' back office: update, list and suspend merchants,
@@ -484,9 +483,7 @@ func (s *Server) searchMembers(w http.ResponseWriter, r *http.Request, name stri
 		writeError(w, r, err)
 		return
 	}
-	for i := range ms {
-		ms[i].Phone = privacy.Mask(ms[i].Phone)
-	}
+	// Phones go out masked, as every ledger.Member encodes.
 	writeJSON(w, http.StatusOK, idPage(ms, limit, func(m ledger.Member) string { return m.ID }))
 }
 
@@ -678,7 +675,7 @@ func (s *Server) auditLog(w http.ResponseWriter, r *http.Request) {
 		f.Limit = n
 	}
 	if c := q.Get("cursor"); c != "" {
-		n, ok := parseCursor(c)
+		n, ok := s.parseCursor("audit", c)
 		if !ok {
 			writeProblem(w, r, ledger.Invalid("cursor", "is not a cursor this API gave out"))
 			return
@@ -692,7 +689,7 @@ func (s *Server) auditLog(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, limitPage(entries, limit, func(e backoffice.Entry) string { return makeCursor(e.Seq) }))
+	writeJSON(w, http.StatusOK, limitPage(entries, limit, func(e backoffice.Entry) string { return s.makeCursor("audit", e.Seq) }))
 }
 
 // --- audit entries of creations and adjustments ---------------------------

@@ -284,7 +284,7 @@ func TestNoticeListOrderPaginationAndConditionalGets(t *testing.T) {
 	if one.ImageURL != "https://cdn.example.com/n.png" || one.Title != "recent" {
 		t.Fatalf("one notice %+v", one)
 	}
-	for _, bad := range []string{"limit=0", "limit=101", "limit=x", "cursor=zz", "cursor=" + makeCursor(5)} {
+	for _, bad := range []string{"limit=0", "limit=101", "limit=x", "cursor=zz", "cursor=" + h.api.makeCursor("audit", 5)} {
 		problem(t, h.get("/v1/notices?"+bad, app), 400, "validation_failed", "-")
 	}
 	_, _, _ = old, mid, pin

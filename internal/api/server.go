@@ -23,6 +23,7 @@ import (
 	"github.com/pointd/pointd/internal/metrics"
 	"github.com/pointd/pointd/internal/notice"
 	"github.com/pointd/pointd/internal/phone"
+	"github.com/pointd/pointd/internal/privacy"
 	"github.com/pointd/pointd/internal/ratelimit"
 )
 
@@ -36,6 +37,10 @@ type Config struct {
 	RequestTimeout time.Duration // every request's deadline
 	KeyCacheTTL    time.Duration // how long a checked key is trusted without a lookup
 	LogRequests    bool
+	// Tokens seals the cursors of member histories and the audit log
+	// (privacy.Tokens). Nil: a key made up for this process, whose cursors
+	// other instances and a restarted server refuse.
+	Tokens *privacy.Tokens
 	// DBStats, when set, reports the database connections for /readyz.
 	DBStats func() DBStats
 	// Metrics, when set, counts every request, refusal and key-mode
@@ -112,6 +117,9 @@ func New(cfg Config, store ledger.Store, keys auth.KeyStore, writer *ledger.Writ
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 10 * time.Second
+	}
+	if cfg.Tokens == nil {
+		cfg.Tokens = privacy.RandomTokens()
 	}
 	if cfg.KeyCacheTTL <= 0 {
 		cfg.KeyCacheTTL = 10 * time.Second

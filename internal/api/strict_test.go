@@ -1,12 +1,14 @@
 package api
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 
+	"github.com/pointd/pointd/internal/auth"
 	"github.com/pointd/pointd/internal/ledger"
 )
 
@@ -330,6 +332,7 @@ func TestStrictQueries(t *testing.T) {
 	w := h.newWorld()
 	h.earn(w.posA, w.storeA, w.member.ID, 10_000)
 	hist := "/v1/members/" + w.member.ID + "/transactions?"
+	adminHist := historyPurpose(auth.Key{Role: auth.RoleAdmin}, w.member.ID)
 	for _, c := range []struct {
 		name, path string
 		status     int
@@ -340,8 +343,11 @@ func TestStrictQueries(t *testing.T) {
 		{"a limit above 200 is refused", hist + "limit=201", 400, ledger.CodeValidation, "limit"},
 		{"a limit that is not a number is refused", hist + "limit=ten", 400, ledger.CodeValidation, "limit"},
 		{"a cursor this API never gave is refused", hist + "cursor=garbage!", 400, ledger.CodeValidation, "cursor"},
-		{"a cursor of seq zero is refused", hist + "cursor=" + makeCursor(0), 400, ledger.CodeValidation, "cursor"},
-		{"a cursor of a negative seq is refused", hist + "cursor=" + makeCursor(-4), 400, ledger.CodeValidation, "cursor"},
+		{"a cursor of seq zero is refused", hist + "cursor=" + h.api.makeCursor(adminHist, 0), 400, ledger.CodeValidation, "cursor"},
+		{"a cursor of a negative seq is refused", hist + "cursor=" + h.api.makeCursor(adminHist, -4), 400, ledger.CodeValidation, "cursor"},
+		{"a cursor in the clear (the old form) is refused", hist + "cursor=" + base64.RawURLEncoding.EncodeToString([]byte("s5")), 400, ledger.CodeValidation, "cursor"},
+		{"a cursor of another member's history is refused", hist + "cursor=" + h.api.makeCursor(historyPurpose(auth.Key{Role: auth.RoleAdmin}, ledger.NewID()), 5), 400, ledger.CodeValidation, "cursor"},
+		{"an audit log cursor is refused by a history", hist + "cursor=" + h.api.makeCursor("audit", 5), 400, ledger.CodeValidation, "cursor"},
 		{"the history of an unknown member is not found", "/v1/members/" + ledger.NewID() + "/transactions", 404, ledger.CodeMemberNotFound, ""},
 		{"the balance of an unknown member is not found", "/v1/members/" + ledger.NewID() + "/balance", 404, ledger.CodeMemberNotFound, ""},
 		{"the lots of an unknown member are not found", "/v1/members/" + ledger.NewID() + "/lots", 404, ledger.CodeMemberNotFound, ""},

@@ -50,6 +50,9 @@ const (
 	ActionKeyRevoke          = "key.revoke"
 	ActionKeyRotate          = "key.rotate"
 	ActionAdjustment         = "adjustment"
+	// ActionMemberRevealPhone records that an admin read a member's whole
+	// phone number (GET … ?reveal=phone); every other answer masks it.
+	ActionMemberRevealPhone = "member.reveal_phone"
 )
 
 // Targets of audit entries.

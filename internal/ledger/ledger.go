@@ -6,7 +6,11 @@
 package ledger
 
 import (
+	"encoding/json"
+	"strings"
 	"time"
+
+	"github.com/pointd/pointd/internal/privacy"
 )
 
 // Platform accounts exist from the first migration with these fixed ids, so
@@ -91,6 +95,10 @@ type Lot struct {
 	Points    int64
 	Remaining int64
 	ExpiresAt time.Time
+	// MerchantID is the merchant of the earn that made the lot, filled in
+	// by Store.MemberLots only (what a pos key may see of a member's lots
+	// depends on it); the writer's own reads leave it empty.
+	MerchantID string
 }
 
 // HoldStatus is the life cycle of a hold.
@@ -186,6 +194,20 @@ type Member struct {
 	MergedInto string    `json:"merged_into,omitempty"`
 	AccountID  int64     `json:"-"`
 	CreatedAt  time.Time `json:"created_at"`
+}
+
+// MarshalJSON encodes a member with its phone masked (privacy.Mask),
+// wherever the member sits in what is encoded: an answer cannot carry a
+// whole number because a handler forgot to mask it. What must show the
+// whole number (an admin's audited reveal) converts the member to a type
+// of its own, which has no such method.
+func (m Member) MarshalJSON() ([]byte, error) {
+	type plain Member
+	p := plain(m)
+	if p.Phone != "" && !strings.Contains(p.Phone, "*") { // masked once already
+		p.Phone = privacy.Mask(p.Phone)
+	}
+	return json.Marshal(p)
 }
 
 // Balance is what a member has: Balance counts posted points, Held the points

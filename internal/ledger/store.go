@@ -24,7 +24,8 @@ type Store interface {
 	// with Seq below beforeSeq (all when beforeSeq is 0), at most limit.
 	MemberTransactions(ctx context.Context, memberID string, beforeSeq int64, limit int) ([]Transaction, error)
 	Hold(ctx context.Context, id string) (Hold, error)
-	// MemberLots lists a member's lots with points remaining, earliest expiry first.
+	// MemberLots lists a member's lots with points remaining, earliest
+	// expiry first, each with the merchant of the earn that made it.
 	MemberLots(ctx context.Context, memberID string) ([]Lot, error)
 	Idempotency(ctx context.Context, scope, key string) (IdemRecord, bool, error)
 

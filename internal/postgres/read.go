@@ -270,8 +270,15 @@ func (db *DB) Hold(ctx context.Context, id string) (ledger.Hold, error) {
 // MemberLots lists a member's lots with points remaining, earliest expiry
 // first (ties by id). An unknown member has none.
 func (db *DB) MemberLots(ctx context.Context, memberID string) ([]ledger.Lot, error) {
-	return list(ctx, db.pool, scanLot,
-		`SELECT `+lotCols+` FROM lots l
+	return list(ctx, db.pool, func(row pgx.Row) (ledger.Lot, error) {
+		var l ledger.Lot
+		var expires pgtype.Timestamptz
+		err := row.Scan(&l.ID, &l.MemberID, &l.Points, &l.Remaining, &expires, &l.MerchantID)
+		l.ExpiresAt = timeOf(expires)
+		return l, err
+	},
+		`SELECT `+lotCols+`, COALESCE(t.merchant_id, '') FROM lots l
+		LEFT JOIN transactions t ON t.id = l.id
 		WHERE l.member_id = $1 AND l.remaining > 0
 		ORDER BY l.expires_at, l.id`, memberID)
 }

@@ -34,6 +34,7 @@ type Phones struct {
 	// secrets seals members' code secrets: a key of its own, so a sealed
 	// phone can never be opened as a secret or the other way round.
 	secrets cipher.AEAD
+	tokens  *Tokens
 }
 
 // New derives the sealing and the lookup keys from a 32-byte data key (HKDF-
@@ -71,7 +72,11 @@ func New(dataKey []byte) (*Phones, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Phones{aead: aead, macKey: macKey, secrets: secrets}, nil
+	tokens, err := NewTokens(dataKey)
+	if err != nil {
+		return nil, err
+	}
+	return &Phones{aead: aead, macKey: macKey, secrets: secrets, tokens: tokens}, nil
 }
 
 // SealSecret encrypts a member's code secret like Seal does a phone, bound
@@ -103,6 +108,11 @@ func (p *Phones) OpenSecret(sealed []byte, owner string) ([]byte, error) {
 // ErrOpenSecret says a sealed code secret could not be opened: another
 // data key sealed it, it belongs to another member, or it was changed.
 var ErrOpenSecret = errors.New("privacy: cannot open a sealed member code secret (wrong data key, another member's, or altered)")
+
+// Tokens seals what the server gives clients to take back (cursors) with
+// a key derived from the same data key, so that every instance sharing
+// the key accepts them.
+func (p *Phones) Tokens() *Tokens { return p.tokens }
 
 // Seal encrypts a phone number: version, a random nonce, then the
 // ciphertext with its tag. The same number sealed twice looks different.

@@ -198,7 +198,8 @@ func (db *DB) Hold(ctx context.Context, id string) (ledger.Hold, error) {
 // first (ties by id).
 func (db *DB) MemberLots(ctx context.Context, memberID string) ([]ledger.Lot, error) {
 	rows, err := db.query(ctx, `
-		SELECT `+lotCols+` FROM lots l
+		SELECT `+lotCols+`, COALESCE(t.merchant_id, '') FROM lots l
+		LEFT JOIN transactions t ON t.id = l.id
 		WHERE l.member_id = ? AND l.remaining > 0
 		ORDER BY l.expires_at, l.id`, memberID)
 	if err != nil {
@@ -208,9 +209,11 @@ func (db *DB) MemberLots(ctx context.Context, memberID string) ([]ledger.Lot, er
 	var out []ledger.Lot
 	for rows.Next() {
 		var l ledger.Lot
-		if err := scanLot(rows, &l); err != nil {
+		var expires sql.NullInt64
+		if err := rows.Scan(&l.ID, &l.MemberID, &l.Points, &l.Remaining, &expires, &l.MerchantID); err != nil {
 			return nil, fmt.Errorf("member lots: %w", err)
 		}
+		l.ExpiresAt = timeOf(expires)
 		out = append(out, l)
 	}
 	if err := rows.Err(); err != nil {

@@ -338,7 +338,7 @@ func (e *env) wantBalance(m ledger.Member, balance, held int64) {
 }
 
 // wantLots compares a member's open lots, in the order the store lists them,
-// with want (Remaining; ExpiresAt, ID and Points where set).
+// with want (Remaining; ExpiresAt, ID, Points and MerchantID where set).
 func (e *env) wantLots(m ledger.Member, want ...ledger.Lot) []ledger.Lot {
 	e.t.Helper()
 	got, err := e.raw.MemberLots(e.ctx, m.ID)
@@ -349,7 +349,8 @@ func (e *env) wantLots(m ledger.Member, want ...ledger.Lot) []ledger.Lot {
 	for i := 0; ok && i < len(got); i++ {
 		g, w := got[i], want[i]
 		ok = g.Remaining == w.Remaining && (w.ExpiresAt.IsZero() || g.ExpiresAt.Equal(w.ExpiresAt)) && g.MemberID == m.ID &&
-			(w.ID == "" || g.ID == w.ID) && (w.Points == 0 || g.Points == w.Points)
+			(w.ID == "" || g.ID == w.ID) && (w.Points == 0 || g.Points == w.Points) &&
+			(w.MerchantID == "" || g.MerchantID == w.MerchantID)
 	}
 	if !ok {
 		e.t.Fatalf("lots of %s:\n got %s\nwant %s", m.Name, fmtLots(got), fmtLots(want))

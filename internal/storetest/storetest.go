@@ -25,7 +25,7 @@ import (
 // the store). Every subtest ends by asserting that the audit finds the
 // ledger sound.
 func Run(t *testing.T, open func(t *testing.T) ledger.Store) {
-	for _, tc := range slices.Concat(cases, mergeCases, phoneCases) {
+	for _, tc := range slices.Concat(cases, mergeCases, phoneCases, lotCases) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.fn(t, newEnv(t, open, true))
@@ -298,7 +298,7 @@ func testEarnRate(t *testing.T, e *env) {
 	}
 	sameTxn(t, e.txn(tx.ID), *tx)
 	e.wantBalance(m, 29, 0)
-	e.wantLots(m, ledger.Lot{ID: tx.ID, Points: 29, Remaining: 29, ExpiresAt: ledger.ExpiryAt(now, 30)})
+	e.wantLots(m, ledger.Lot{ID: tx.ID, Points: 29, Remaining: 29, ExpiresAt: ledger.ExpiryAt(now, 30), MerchantID: w.a.ID})
 
 	// 9999 at 150 bp is 149.985 points; 10000 is exactly 150.
 	if p := e.earn(m, w.a1, "r-9999", 9999).Transaction.Points; p != 149 {
