@@ -20,16 +20,23 @@ import (
 // flag comes after them, so it is the value that counts.
 func commandArgs(t *testing.T) map[string][]string {
 	dir := t.TempDir()
+	// A folder with a ledger, so that what is refused is the flag's value,
+	// not the folder (commands other than serve and migrate want a ledger).
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"migrate", "--data", dir}, &out, &errb); code != 0 {
+		t.Fatalf("pointd migrate: exit %d: %s", code, errb.String())
+	}
 	return map[string][]string{
-		"serve":         {"--addr", "127.0.0.1:0", "--data", dir},
-		"keys create":   {"--data", dir},
-		"migrate":       {"--data", dir},
-		"verify":        {"--data", dir},
-		"expire":        {"--data", dir},
-		"members merge": {"--data", dir, "B"},
-		"incident":      {"--data", dir, "--from", "2026-01-01", "--to", "2026-01-02"},
-		"reconcile":     {"--data", dir},
-		"surge":         {},
+		"serve":              {"--addr", "127.0.0.1:0", "--data", dir},
+		"keys create":        {"--data", dir},
+		"migrate":            {"--data", dir},
+		"verify":             {"--data", dir},
+		"expire":             {"--data", dir},
+		"members merge":      {"--data", dir, "B"},
+		"members duplicates": {"--data", dir},
+		"incident":           {"--data", dir, "--from", "2026-01-01", "--to", "2026-01-02"},
+		"reconcile":          {"--data", dir},
+		"surge":              {},
 	}
 }
 

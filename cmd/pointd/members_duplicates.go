@@ -51,6 +51,9 @@ func cmdMembersDuplicates(ctx context.Context, args []string, stdout, stderr io.
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if err := d.validate(); err != nil {
+		return err
+	}
 	if d.db != "" && d.dataKey == "" {
 		return errors.New("--data-key (or POINTD_DATA_KEY) is required with PostgreSQL: the phone numbers are sealed with it")
 	}

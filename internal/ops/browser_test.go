@@ -351,8 +351,10 @@ func TestDashboardInChromium(t *testing.T) {
 			t.Errorf("%s shows %q under load", id, s)
 		}
 	}
-	if s := text("#v-cache"); s != "n/a" {
-		t.Errorf("cache hit ratio %q without cache metrics, want n/a", s)
+	// The load's redemptions read their store through the directory cache
+	// (a merchant may require member codes), so the ratio is a share.
+	if s := text("#v-cache"); parse(s) < 0 || parse(s) > 100 || s == "n/a" {
+		t.Errorf("cache hit ratio %q under a load that reads through the cache, want a share from 0 to 100", s)
 	}
 	if first <= 0 {
 		t.Errorf("earns/s %v under load", first)

@@ -122,3 +122,18 @@ func TestNormalizeQuery(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkNormalize is the cost of reading one number, paid once per
+// member creation, lookup by phone and login code.
+func BenchmarkNormalize(b *testing.B) {
+	kr, _ := NewPlan("KR")
+	for _, s := range []string{"010-1234-5678", "+1 201-555-0123"} {
+		b.Run(s, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := kr.Normalize(s); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
