@@ -39,7 +39,7 @@ func TestREADMETour(t *testing.T) {
 	}
 	for _, tool := range []string{"bash", "curl", "jq"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("the tour needs %s, which is not installed", tool)
+			t.Fatalf("the tour needs %s, which is not installed (scripts/test installs it)", tool)
 		}
 	}
 	root, err := filepath.Abs("../..")

@@ -1,6 +1,9 @@
 package member
 
-import "github.com/pointd/pointd/internal/ledger"
+import (
+	"github.com/pointd/pointd/internal/ledger"
+	"github.com/pointd/pointd/internal/privacy"
+)
 
 // RekeyStep is what a store writes for one member when it re-keys phone
 // numbers (PhoneRekeyer.NormalizePhones).
@@ -15,6 +18,20 @@ type RekeyStep struct {
 	// column that finds no one (phone_dup_hash), so that the unique lookup
 	// hash stays the older member's and nothing is merged silently.
 	Duplicate bool
+}
+
+// Columns are what the store writes for the step under data key p: the
+// sealed number (nil when unchanged: the stored one stays), and its lookup
+// hash either in the unique column that finds the member or, for a
+// duplicate, in the one that finds no one.
+func (s RekeyStep) Columns(p *privacy.Phones) (enc, hash, dupHash []byte) {
+	if s.Changed {
+		enc = p.Seal(s.Phone)
+	}
+	if s.Duplicate {
+		return enc, nil, p.Index(s.Phone)
+	}
+	return enc, p.Index(s.Phone), nil
 }
 
 // PlanPhoneRekey decides the re-keying of members (given oldest first,

@@ -52,15 +52,7 @@ func (db *DB) NormalizePhones(ctx context.Context, normalize func(string) (strin
 		}
 		p := db.phoneKey()
 		for _, s := range steps {
-			var enc, hash, dup []byte
-			if s.Changed {
-				enc = p.Seal(s.Phone)
-			}
-			if s.Duplicate {
-				dup = p.Index(s.Phone)
-			} else {
-				hash = p.Index(s.Phone)
-			}
+			enc, hash, dup := s.Columns(p)
 			if _, err := tx.Exec(ctx, `UPDATE members SET phone_enc = coalesce($1, phone_enc), phone_hash = $2, phone_dup_hash = $3
 				WHERE id = $4`, enc, hash, dup, s.MemberID); err != nil {
 				return fmt.Errorf("re-key the phone of member %s: %w", s.MemberID, err)

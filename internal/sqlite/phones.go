@@ -64,15 +64,7 @@ func (db *DB) NormalizePhones(ctx context.Context, normalize func(string) (strin
 		}
 		p := db.phoneKey()
 		for _, s := range steps {
-			var enc, hash, dup []byte
-			if s.Changed {
-				enc = p.Seal(s.Phone)
-			}
-			if s.Duplicate {
-				dup = p.Index(s.Phone)
-			} else {
-				hash = p.Index(s.Phone)
-			}
+			enc, hash, dup := s.Columns(p)
 			if _, err := tx.ExecContext(ctx, `UPDATE members SET phone_enc = coalesce(?, phone_enc), phone_hash = ?, phone_dup_hash = ?
 				WHERE id = ?`, enc, hash, dup, s.MemberID); err != nil {
 				return fmt.Errorf("re-key the phone of member %s: %w", s.MemberID, err)
